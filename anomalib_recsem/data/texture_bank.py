@@ -1,0 +1,341 @@
+"""Anomaly-source textures for :class:`~anomalib_recsem.data.SyntheticDefect`.
+
+Two sources of RGB textures, both returning float batches ``(N, 3, H, W)`` in ``[0, 1]``:
+
+* :func:`procedural_textures` draws colourful textures (fractal value noise, stripes,
+  checkerboards, blotches, linear/radial gradients, and blends of two of these) directly
+  on the target device. It needs no files and is the default source.
+* :class:`TextureFolder` serves images from a directory such as DTD (the source used by
+  DRAEM and RecSem). Files are decoded lazily, each the first time it is drawn, squashed
+  to ``size x size`` like the original ``cv2.resize`` and cached as ``uint8``.
+
+All random numbers are drawn on the CPU (from ``generator`` or torch's global generator)
+and moved to the device, so a seed gives the same textures on CPU and GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from PIL import Image
+from torch import Tensor
+
+__all__ = ["IMAGE_EXTENSIONS", "TextureFolder", "find_texture_images", "procedural_textures", "resize_bilinear"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")
+
+# Pattern families of the procedural bank.
+_COLOUR_NOISE, _STRIPES, _CHECKER, _BLOTCHES, _GRADIENT, _SOFT_NOISE = range(6)
+_NUM_FAMILIES = 6
+# Lattice sizes of the value-noise octaves; octaves are summed at the finest lattice and
+# upsampled once, which is far cheaper than upsampling every octave to full size.
+_OCTAVES = (2, 4, 8, 16, 32)
+# Longest side at which procedural patterns are rendered before upsampling.
+_RENDER_SIZE = 128
+
+
+def resize_bilinear(images: Tensor, height: int, width: int) -> Tensor:
+    """Bilinear resize (antialiased when shrinking) of ``(N, C, h, w)`` to ``(N, C, H, W)``.
+
+    Channels are folded into the batch first: on CPU, ``upsample_bilinear2d`` is several
+    times faster on single-channel NCHW input than on 3-channel input.
+    """
+    num, channels, in_h, in_w = images.shape
+    if (in_h, in_w) == (height, width):
+        return images
+    shrinking = height < in_h or width < in_w
+    flat = images.reshape(num * channels, 1, in_h, in_w)
+    out = F.interpolate(flat, size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking)
+    return out.view(num, channels, height, width)
+
+
+def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None) -> Tensor:
+    return torch.rand(shape, generator=generator) * (high - low) + low
+
+
+def _value_noise(
+    count: int,
+    channels: int,
+    height: int,
+    width: int,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> Tensor:
+    """Fractal value noise with per-image octave weights.
+
+    Returns:
+        Tensor ``(count, channels, H, W)``, zero mean and unit standard deviation per
+        image and channel.
+    """
+    finest = _OCTAVES[-1]
+    weights = torch.rand(count, len(_OCTAVES), generator=generator) ** 2 + 1e-3
+    # A random "roughness" tilts the weights towards coarse or fine octaves.
+    tilt = _uniform((count, 1), -1.5, 1.5, generator)
+    weights = weights * torch.exp(tilt * torch.linspace(-1, 1, len(_OCTAVES)))
+    total = torch.zeros(count, channels, finest, finest)
+    for octave, lattice in enumerate(_OCTAVES):
+        grid = torch.rand(count, channels, lattice, lattice, generator=generator)
+        if lattice != finest:
+            grid = resize_bilinear(grid, finest, finest)
+        total += weights[:, octave].view(count, 1, 1, 1) * grid
+    total = total.to(device)
+    # Normalise on the small lattice (cheap) rather than on the upsampled image.
+    mean = total.mean(dim=(2, 3), keepdim=True)
+    std = (total - mean).square().mean(dim=(2, 3), keepdim=True).sqrt().clamp_min(1e-6)
+    total = (total - mean) / std
+    return resize_bilinear(total, height, width)
+
+
+def _draw_layer_params(count: int, generator: torch.Generator | None) -> dict[str, Tensor]:
+    """Per-image parameters of one pattern layer (all drawn, used or not, for a fixed RNG stream)."""
+    return {
+        "family": torch.randint(0, _NUM_FAMILIES, (count,), generator=generator),
+        "angle": _uniform((count,), 0.0, math.pi, generator),
+        # Cycles across the image, log-uniform so that coarse and fine patterns are equally likely.
+        "frequency": torch.exp(_uniform((count,), math.log(1.5), math.log(24.0), generator)),
+        "phase": _uniform((count,), 0.0, 2 * math.pi, generator),
+        "hardness": torch.exp(_uniform((count,), 0.0, math.log(20.0), generator)),
+        "level": _uniform((count,), -0.7, 0.7, generator),
+        "radial": torch.rand(count, generator=generator) < 0.5,
+        "centre": _uniform((count, 2), -1.0, 1.0, generator),
+        "colours": torch.rand(count, 2, 3, generator=generator),
+        "contrast": _uniform((count,), 0.1, 0.3, generator),
+    }
+
+
+def _render_layer(
+    params: dict[str, Tensor],
+    height: int,
+    width: int,
+    generator: torch.Generator | None,
+    device: torch.device,
+) -> Tensor:
+    """Render one pattern layer for every image described by ``params``.
+
+    Returns:
+        Tensor ``(N, 3, H, W)`` in ``[0, 1]``.
+    """
+    count = params["family"].shape[0]
+    out = torch.empty(count, 3, height, width, device=device)
+    # Aspect-preserving coordinates, about [-1, 1] along the longer side.
+    scale = 2.0 / max(height, width)
+    ys = ((torch.arange(height, device=device) + 0.5 - height / 2) * scale).view(1, 1, height, 1)
+    xs = ((torch.arange(width, device=device) + 0.5 - width / 2) * scale).view(1, 1, 1, width)
+    # Loop over pattern families (a fixed handful), not over images.
+    for family in range(_NUM_FAMILIES):
+        index = (params["family"] == family).nonzero().squeeze(1)
+        num = index.numel()
+        if num == 0:
+            continue
+        p = {key: value[index].to(device) for key, value in params.items()}
+        rows = index.to(device)
+        if family == _COLOUR_NOISE:
+            noise = _value_noise(num, 3, height, width, generator, device)
+            base = p["colours"][:, 0].view(num, 3, 1, 1)
+            out[rows] = noise.mul_(p["contrast"].view(num, 1, 1, 1)).add_(base).clamp_(0, 1)
+            continue
+        cos = torch.cos(p["angle"]).view(num, 1, 1, 1)
+        sin = torch.sin(p["angle"]).view(num, 1, 1, 1)
+        # Edges go from soft (hardness 1: a plain sine) to sharp (clipped sine ~ square wave).
+        hardness = p["hardness"].view(num, 1, 1, 1)
+        if family == _STRIPES:
+            phase = p["phase"].view(num, 1, 1, 1)
+            freq = (math.pi * p["frequency"]).view(num, 1, 1, 1)
+            field = torch.sin((cos * freq) * xs + ((sin * freq) * ys + phase)).mul_(hardness).clamp_(-1, 1)
+        elif family == _CHECKER:
+            phase = p["phase"].view(num, 1, 1, 1)
+            freq = (math.pi * p["frequency"]).view(num, 1, 1, 1)
+            wave_u = torch.sin((cos * freq) * xs + ((sin * freq) * ys + phase)).mul_(hardness).clamp_(-1, 1)
+            wave_v = torch.sin((cos * freq) * ys + ((-sin * freq) * xs + phase)).mul_(hardness).clamp_(-1, 1)
+            field = wave_u.mul_(wave_v)
+        elif family in (_BLOTCHES, _SOFT_NOISE):
+            noise = _value_noise(num, 1, height, width, generator, device)
+            if family == _BLOTCHES:
+                field = noise.sub_(p["level"].view(num, 1, 1, 1)).mul_(hardness * 2).clamp_(-1, 1)
+            else:
+                field = noise.mul_(0.4).clamp_(-1, 1)
+        else:  # _GRADIENT
+            centre = p["centre"].view(num, 2, 1, 1)
+            linear = cos * xs + sin * ys
+            radial = torch.sqrt((xs - centre[:, :1]) ** 2 + (ys - centre[:, 1:]) ** 2) - 1
+            use_radial = p["radial"].view(num, 1, 1, 1).to(radial.dtype)
+            field = torch.lerp(linear, radial, use_radial).clamp_(-1, 1)
+        # Map the [-1, 1] field onto a random two-colour ramp.
+        low = p["colours"][:, 0].view(num, 3, 1, 1)
+        high = p["colours"][:, 1].view(num, 3, 1, 1)
+        out[rows] = torch.lerp(low, high, field.add_(1).mul_(0.5))
+    return out
+
+
+def procedural_textures(
+    count: int,
+    height: int,
+    width: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> Tensor:
+    """Generate a batch of random colourful textures on ``device``.
+
+    Each texture is one pattern (colour fractal noise, stripes at a random angle and
+    frequency with random edge hardness, a rotated checkerboard, thresholded "blotch"
+    noise, soft noise, or a linear/radial gradient) mapped onto a random two-colour
+    ramp; half of them are blended with a second, independent pattern. Patterns are
+    rendered at most ``_RENDER_SIZE`` pixels on the longer side and upsampled, which keeps
+    the cost flat for large images (the finest detail is a few pixels anyway).
+
+    Args:
+        count: Number of textures ``N``.
+        height: Texture height ``H``.
+        width: Texture width ``W``.
+        generator: Random generator (``None``: torch's global CPU generator).
+        device: Device of the output.
+
+    Returns:
+        Float tensor ``(N, 3, H, W)`` in ``[0, 1]``.
+    """
+    device = torch.device(device)
+    if count == 0:
+        return torch.zeros(0, 3, height, width, device=device)
+    factor = max(1.0, max(height, width) / _RENDER_SIZE)
+    render_h, render_w = max(1, round(height / factor)), max(1, round(width / factor))
+    first = _draw_layer_params(count, generator)
+    second = _draw_layer_params(count, generator)
+    mix_weight = _uniform((count,), 0.2, 0.6, generator) * (torch.rand(count, generator=generator) < 0.5)
+    textures = _render_layer(first, render_h, render_w, generator, device)
+    mixed = (mix_weight > 0).nonzero().squeeze(1)
+    if mixed.numel() > 0:
+        overlay = _render_layer({k: v[mixed] for k, v in second.items()}, render_h, render_w, generator, device)
+        mixed_dev = mixed.to(device)
+        weight = mix_weight[mixed].to(device).view(-1, 1, 1, 1)
+        textures[mixed_dev] = torch.lerp(textures[mixed_dev], overlay, weight)
+    return resize_bilinear(textures, height, width)
+
+
+def find_texture_images(root: str | Path) -> list[Path]:
+    """List the texture images under ``root``.
+
+    ``root`` may be a DTD root (the ``images/`` sub-folder is used, so DTD's label and
+    imdb files are ignored), a folder of class sub-folders, or any folder of images;
+    the search is recursive and the extension match is case-insensitive.
+
+    Args:
+        root: Texture directory.
+
+    Returns:
+        Sorted list of image paths (sorted so that a seed picks the same files everywhere).
+
+    Raises:
+        FileNotFoundError: If ``root`` is not an existing directory.
+        ValueError: If ``root`` holds no image with an extension in ``IMAGE_EXTENSIONS``.
+    """
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        msg = f"anomaly_source: texture directory {str(root)!r} does not exist (or is not a directory)"
+        raise FileNotFoundError(msg)
+
+    def scan(folder: Path) -> list[Path]:
+        return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+    images_dir = root / "images"
+    paths = scan(images_dir) if images_dir.is_dir() else []
+    if not paths:
+        paths = scan(root)
+    if not paths:
+        msg = (
+            f"anomaly_source: no texture images found in {str(root)!r} "
+            f"(searched recursively for extensions {', '.join(IMAGE_EXTENSIONS)}, case-insensitive)"
+        )
+        raise ValueError(msg)
+    return paths
+
+
+class TextureFolder:
+    """Lazily decoded, cached texture images from a directory.
+
+    Args:
+        root: Texture directory; see :func:`find_texture_images` for accepted layouts.
+        size: Side length of the cached square textures (DRAEM and RecSem resize DTD
+            to 256 x 256, ignoring the aspect ratio).
+
+    Note:
+        Each file is decoded the first time it is drawn and kept as ``uint8``
+        ``(3, size, size)``: about 192 KiB per texture at 256, i.e. about 1.1 GB once all
+        5640 DTD images have been drawn. Every DataLoader worker holds its own cache.
+    """
+
+    def __init__(self, root: str | Path, size: int = 256) -> None:
+        self.root = Path(root).expanduser()
+        self.size = size
+        self.paths = find_texture_images(self.root)
+        self._cache: dict[int, Tensor] = {}
+        logger.info("Found %d texture images under %s", len(self.paths), self.root)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getstate__(self) -> dict:
+        # Do not ship decoded textures to DataLoader workers; they rebuild their own cache.
+        state = self.__dict__.copy()
+        state["_cache"] = {}
+        return state
+
+    def _decode(self, index: int) -> Tensor:
+        path = self.paths[index]
+        try:
+            with Image.open(path) as image:
+                # JPEG can decode at a reduced scale directly, several times faster.
+                image.draft("RGB", (self.size, self.size))
+                rgb = image.convert("RGB").resize((self.size, self.size), Image.Resampling.BILINEAR)
+                array = np.asarray(rgb, dtype=np.uint8)
+        except (OSError, ValueError, SyntaxError) as error:
+            msg = f"anomaly_source: cannot read texture image {str(path)!r}: {error}"
+            raise OSError(msg) from error
+        return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+    def load(self, indices: Tensor) -> Tensor:
+        """Return the textures with the given indices.
+
+        Args:
+            indices: Integer tensor ``(N,)`` of indices into ``paths``.
+
+        Returns:
+            ``uint8`` CPU tensor ``(N, 3, size, size)``.
+        """
+        wanted = [int(i) for i in indices.tolist()]
+        # Decoding is file I/O, so this loop is over distinct new files, not a per-image op.
+        for index in sorted(set(wanted) - self._cache.keys()):
+            self._cache[index] = self._decode(index)
+        if not wanted:
+            return torch.zeros(0, 3, self.size, self.size, dtype=torch.uint8)
+        return torch.stack([self._cache[i] for i in wanted])
+
+    def sample(
+        self,
+        count: int,
+        height: int,
+        width: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ) -> Tensor:
+        """Draw ``count`` textures uniformly at random (with replacement).
+
+        Args:
+            count: Number of textures ``N``.
+            height: Output height ``H``.
+            width: Output width ``W``.
+            generator: Random generator (``None``: torch's global CPU generator).
+            device: Device of the output.
+
+        Returns:
+            Float tensor ``(N, 3, H, W)`` in ``[0, 1]``.
+        """
+        indices = torch.randint(0, len(self.paths), (count,), generator=generator)
+        textures = self.load(indices).to(device).float().div_(255)
+        return resize_bilinear(textures, height, width)

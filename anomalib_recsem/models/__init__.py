@@ -1,0 +1,5 @@
+"""Models of anomalib-recsem."""
+
+from .recsem import RecSem, RecSemModel
+
+__all__ = ["RecSem", "RecSemModel"]

@@ -1,0 +1,350 @@
+"""RecSem as an anomalib model.
+
+Paper: Wang Shangshang & Jin Cheng, "Surface Anomaly Detection Based on Image
+Reconstruction and Semantic Difference Discrimination", Computer Science 50(11):151-159,
+2023, doi:10.11896/jsjkx.221100023.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.metrics import AUPRO, AUROC, Evaluator, F1Score
+from anomalib.models.components import AnomalibModule
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torch import nn
+from torchvision.transforms.v2 import Resize
+
+from anomalib_recsem.data.synthetic_defect import SyntheticDefect
+
+from .discriminator import DISCRIMINATORS
+from .loss import RecSemLoss
+from .torch_model import RecSemModel, check_image_size
+
+logger = logging.getLogger(__name__)
+
+DISCRIMINATOR_INPUTS = ("augmented", "clean")
+
+
+def warmup_cosine(epoch: int, total_epochs: int, warmup_fraction: float = 0.2, floor: float = 0.1) -> float:
+    """Learning-rate multiplier of the authors' schedule, relative to the run's length.
+
+    Epoch ``e`` (1-based) runs at ``0.1 + 0.9 e / W`` during the ``W`` warm-up epochs,
+    then at ``max(floor, (1 + cos(pi (e - W) / (T - W))) / 2)``. The authors used 20
+    warm-up epochs in their 100-epoch example, hence ``W = 0.2 T`` here, so short runs
+    follow the same shape.
+
+    Args:
+        epoch: 0-based index of the epoch about to run.
+        total_epochs: ``T``; 0 or less means unknown, and the rate stays at 1 after warm-up.
+        warmup_fraction: ``W / T``.
+        floor: Lowest multiplier after warm-up.
+
+    Returns:
+        float: The multiplier.
+    """
+    epoch += 1
+    if total_epochs <= 0:
+        warmup = 20
+        return 0.1 + 0.9 * epoch / warmup if epoch <= warmup else 1.0
+    warmup = max(1, round(warmup_fraction * total_epochs))
+    if epoch <= warmup:
+        return 0.1 + 0.9 * epoch / warmup
+    if total_epochs <= warmup:
+        return 1.0
+    return max(floor, 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / (total_epochs - warmup))))
+
+
+class RecSem(AnomalibModule):
+    """RecSem: image reconstruction through prototype memory + semantic difference discrimination.
+
+    Training needs only defect-free images: every batch is expanded with synthetic defects
+    (:class:`anomalib_recsem.SyntheticDefect`), the reconstruction network learns to
+    remove them and the discriminator learns to segment them. Nothing is downloaded: with
+    ``anomaly_source=None`` defect textures come from a built-in procedural bank.
+
+    Args:
+        image_size: Side (int) or ``(height, width)`` images are resized to; multiples of
+            32. Defaults to 256.
+        reconstruction_width: Width of the first reconstruction encoder block (128 in the
+            paper; the bottleneck has 8x as many channels).
+        discriminator_width: Width of the first discriminator block (64 in the paper).
+        memory_scales: Sizes of the bottleneck copies the prototype memory works on, each
+            in ``1..image_size/16``. ``None`` gives the paper's ``(8, 16)`` at 256 px, scaled
+            with the image size (``(4, 8)`` at 128 px).
+        num_prototypes: Prototypes per memory unit (50).
+        location_embedding: Learned location embedding in each memory unit.
+        memory_skip: Skip connection around each memory unit.
+        discriminator: ``"unet"`` (concatenated pair, the authors' code) or ``"fusion"``
+            (multi-scale feature fusion, the paper's figure).
+        detach_reconstruction: Keep the segmentation loss out of the reconstruction
+            network (the authors did this for cable, screw and transistor).
+        discriminator_input: What the discriminator compares the reconstruction with in
+            training: ``"augmented"`` (the image with synthetic defects, as in the paper's
+            figure and DRAEM) or ``"clean"`` (the defect-free image, as in the authors' code).
+        positive_aug_ratio: Copies of each training image *with* a synthetic defect per
+            epoch. With ``negative_aug_ratio`` this reproduces the authors' epoch: each
+            training image is seen ``negative_aug_ratio + positive_aug_ratio`` times, and
+            every batch of ``B`` images becomes that many optimiser steps of ``B`` samples,
+            shuffled, of which ``positive / (positive + negative)`` carry defects.
+        negative_aug_ratio: Copies of each training image *without* a defect per epoch
+            (only the light affine augmentation).
+        anomaly_source: Where defect textures come from: ``None`` (built-in procedural
+            textures), ``"self"`` (the image itself) or a folder of images such as DTD's
+            ``images/``. Checked when training starts, so exporting or loading a checkpoint
+            never needs it.
+        learning_rate: Adam learning rate at the top of the schedule.
+        weight_decay: Adam weight decay.
+        max_epochs: Training epochs, forwarded to the Trainer (needed by ``anomalib
+            benchmark``, which sets none). ``None`` leaves it to the Trainer.
+        score_kernel_size: Mean filter size for the image score.
+        score_top_k: Number of top filtered anomaly-map values averaged into the score.
+        pre_processor: Pre-processor, or ``True`` for a resize to ``image_size``.
+        post_processor: Post-processor, or ``True`` for the default.
+        evaluator: Evaluator, or ``True`` for image AUROC/F1, pixel AUROC/F1 and pixel
+            AUPRO (FPR limit 0.3) on test, image AUROC and pixel AUPRO on validation.
+        visualizer: Visualizer, or ``True`` for the default.
+
+    Example:
+        >>> from anomalib_recsem import RecSem
+        >>> model = RecSem(image_size=64, reconstruction_width=8, discriminator_width=8)
+    """
+
+    def __init__(
+        self,
+        image_size: int | Sequence[int] = 256,
+        reconstruction_width: int = 128,
+        discriminator_width: int = 64,
+        memory_scales: Sequence[int] | None = None,
+        num_prototypes: int = 50,
+        location_embedding: bool = True,
+        memory_skip: bool = True,
+        discriminator: str = "unet",
+        detach_reconstruction: bool = False,
+        discriminator_input: str = "augmented",
+        positive_aug_ratio: int = 2,
+        negative_aug_ratio: int = 2,
+        anomaly_source: str | Path | None = None,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        max_epochs: int | None = None,
+        score_kernel_size: int = 21,
+        score_top_k: int = 5,
+        pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        size = check_image_size(image_size)
+        if discriminator not in DISCRIMINATORS:
+            msg = f"discriminator must be one of {DISCRIMINATORS}, got {discriminator!r}."
+            raise ValueError(msg)
+        if discriminator_input not in DISCRIMINATOR_INPUTS:
+            msg = f"discriminator_input must be one of {DISCRIMINATOR_INPUTS}, got {discriminator_input!r}."
+            raise ValueError(msg)
+        for name, ratio in (("positive_aug_ratio", positive_aug_ratio), ("negative_aug_ratio", negative_aug_ratio)):
+            if int(ratio) != ratio or ratio < 0:
+                msg = f"{name} must be a non-negative integer, got {ratio!r}."
+                raise ValueError(msg)
+        if positive_aug_ratio + negative_aug_ratio < 1:
+            msg = "positive_aug_ratio + negative_aug_ratio must be at least 1 (both are 0)."
+            raise ValueError(msg)
+        if max_epochs is not None and max_epochs < 1:
+            msg = f"max_epochs must be a positive integer or None, got {max_epochs!r}."
+            raise ValueError(msg)
+        if pre_processor is True:
+            pre_processor = self.configure_pre_processor(size)
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        self.model = RecSemModel(
+            image_size=size,
+            reconstruction_width=reconstruction_width,
+            discriminator_width=discriminator_width,
+            memory_scales=memory_scales,
+            num_prototypes=num_prototypes,
+            location_embedding=location_embedding,
+            memory_skip=memory_skip,
+            discriminator=discriminator,
+            detach_reconstruction=detach_reconstruction,
+            score_kernel_size=score_kernel_size,
+            score_top_k=score_top_k,
+        )
+        self.loss = RecSemLoss()
+        self.discriminator_input = discriminator_input
+        self.positive_aug_ratio = int(positive_aug_ratio)
+        self.negative_aug_ratio = int(negative_aug_ratio)
+        self.anomaly_source = anomaly_source
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        # Several optimiser steps per batch (see positive_aug_ratio), so steps are manual.
+        self.automatic_optimization = False
+        self._synthetic_defect: SyntheticDefect | None = None
+
+    @property
+    def synthetic_defect(self) -> SyntheticDefect:
+        """The defect synthesiser, built on first use so that a missing texture folder
+        only matters when training."""
+        if self._synthetic_defect is None:
+            ratio = self.positive_aug_ratio / (self.positive_aug_ratio + self.negative_aug_ratio)
+            self._synthetic_defect = SyntheticDefect(anomaly_source=self.anomaly_source, probability=ratio)
+        return self._synthetic_defect
+
+    def on_fit_start(self) -> None:
+        """Fail before the first epoch, not in it, when the defect source is unusable."""
+        _ = self.synthetic_defect
+
+    def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Expand the batch with synthetic defects and take one optimiser step per ``B`` samples.
+
+        Args:
+            batch: Batch of defect-free training images.
+            args: Unused.
+            kwargs: Unused.
+
+        Returns:
+            STEP_OUTPUT: The mean total loss over the steps taken (detached).
+
+        Raises:
+            ValueError: If an input image has NaN or infinite pixels (names the files).
+            FloatingPointError: If a loss term is NaN or infinite; the weights are left as
+                they were before that step.
+        """
+        del args, kwargs
+        images = batch.image
+        if not bool(torch.isfinite(images).all()):
+            bad = torch.isfinite(images.flatten(1)).all(dim=1).logical_not().nonzero().flatten().tolist()
+            paths = [str(batch.image_path[i]) for i in bad] if batch.image_path is not None else bad
+            msg = f"Training images contain NaN or infinite pixel values: {paths}. Fix or remove these files."
+            raise ValueError(msg)
+        batch_size = images.shape[0]
+        copies = self.negative_aug_ratio + self.positive_aug_ratio
+        samples = images.repeat(copies, 1, 1, 1)
+        with_defect = torch.arange(samples.shape[0], device=images.device) >= self.negative_aug_ratio * batch_size
+        order = torch.randperm(samples.shape[0], device=images.device)
+        samples, with_defect = samples[order], with_defect[order]
+
+        optimizer = self.optimizers()
+        totals: dict[str, torch.Tensor] = {}
+        for chunk, chunk_with_defect in zip(samples.split(batch_size), with_defect.split(batch_size), strict=True):
+            defects = self.synthetic_defect.synthesize(chunk, apply_defect=chunk_with_defect)
+            original = defects.defective if self.discriminator_input == "augmented" else defects.clean
+            output = self.model(defects.defective, original)
+            terms = self.loss(defects.clean, output, defects.mask)
+            self._check_finite(terms)
+            optimizer.zero_grad()
+            self.manual_backward(terms["loss"])
+            optimizer.step()
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0.0) + value.detach() / copies
+        self.log("train_loss", totals.pop("loss"), on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        self.log_dict({f"train_{name}": value for name, value in totals.items()}, on_epoch=True, batch_size=batch_size)
+        return None
+
+    def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
+        values = torch.stack([value.detach() for value in terms.values()])
+        if bool(torch.isfinite(values).all()):
+            return
+        report = ", ".join(f"{name}={value.item():.4g}" for name, value in terms.items())
+        msg = (
+            f"RecSem training loss is not finite at epoch {self.current_epoch}, step {self.global_step} ({report}). "
+            f"The weights were not updated with it. Lower learning_rate (now {self.learning_rate:g}; "
+            f"any positive float, 1e-3 in the paper) or check the training images for NaN/Inf values."
+        )
+        raise FloatingPointError(msg)
+
+    def on_train_epoch_end(self) -> None:
+        """Step the per-epoch learning-rate schedule (manual optimisation does not)."""
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()
+
+    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Predict anomaly maps and scores for the validation batch.
+
+        Args:
+            batch: Validation batch.
+            args: Unused.
+            kwargs: Unused.
+
+        Returns:
+            STEP_OUTPUT: The batch with ``anomaly_map`` and ``pred_score`` filled in.
+        """
+        del args, kwargs
+        return batch.update(**self.model(batch.image)._asdict())
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Adam with the authors' per-epoch warm-up + cosine schedule.
+
+        Returns:
+            dict[str, Any]: Optimiser and epoch-interval ``LambdaLR``.
+        """
+        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        total_epochs = self.max_epochs or (self.trainer.max_epochs if self._trainer is not None else None) or 0
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda epoch: warmup_cosine(epoch, total_epochs),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """Trainer arguments RecSem needs; ``max_epochs`` only when given to the model."""
+        arguments: dict[str, Any] = {"num_sanity_val_steps": 0}
+        if self.max_epochs is not None:
+            arguments["max_epochs"] = self.max_epochs
+        return arguments
+
+    @property
+    def learning_type(self) -> LearningType:
+        """RecSem trains on normal images only."""
+        return LearningType.ONE_CLASS
+
+    @classmethod
+    def configure_pre_processor(cls, image_size: int | Sequence[int] | None = None) -> PreProcessor:
+        """Resize only, without antialiasing, and no normalisation.
+
+        Antialiasing is off because anomalib's exported graph always resizes without it;
+        training on the same pixels keeps PyTorch and OpenVINO outputs identical.
+
+        Args:
+            image_size: Side or ``(height, width)``; 256 by default.
+
+        Returns:
+            PreProcessor: The pre-processor.
+        """
+        size = check_image_size(image_size if image_size is not None else 256)
+        return PreProcessor(transform=Resize(size, antialias=False))
+
+    @staticmethod
+    def configure_evaluator() -> Evaluator:
+        """anomalib's default test metrics plus pixel AUPRO; image AUROC and pixel AUPRO on validation.
+
+        Validation metrics share the test metrics' names (``image_AUROC``,
+        ``pixel_AUPRO``), which is what a ``ModelCheckpoint`` monitors.
+        """
+        val_metrics = [
+            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False, fpr_limit=0.3),
+        ]
+        test_metrics = [
+            AUROC(fields=["pred_score", "gt_label"], prefix="image_"),
+            F1Score(fields=["pred_label", "gt_label"], prefix="image_"),
+            AUROC(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False),
+            F1Score(fields=["pred_mask", "gt_mask"], prefix="pixel_", strict=False),
+            AUPRO(fields=["anomaly_map", "gt_mask"], prefix="pixel_", strict=False, fpr_limit=0.3),
+        ]
+        return Evaluator(val_metrics=val_metrics, test_metrics=test_metrics)

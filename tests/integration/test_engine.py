@@ -1,0 +1,104 @@
+"""RecSem through anomalib's Engine: fit, validate, test, predict, export and inference.
+
+Mirrors anomalib's own model test harness (tests/integration/model/test_models.py) on a
+small generated MVTec AD-layout dataset, with tiny widths so it runs on a CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from anomalib.data import MVTecAD
+from anomalib.deploy import ExportType, OpenVINOInferencer, TorchInferencer
+from anomalib.engine import Engine
+from anomalib.metrics import AUPRO
+
+from anomalib_recsem import RecSem
+from tests.conftest import TINY_RECSEM
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Fit RecSem for two epochs and return the pieces the tests share."""
+    project = tmp_path_factory.mktemp("project")
+    datamodule = MVTecAD(root=mvtec_root, category="dummy", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    model = RecSem(**TINY_RECSEM)
+    engine = Engine(default_root_dir=project, max_epochs=2, logger=False, accelerator="cpu", devices=1)
+    engine.fit(model=model, datamodule=datamodule)
+    checkpoint = project / "RecSem" / "MVTecAD" / "dummy" / "v0" / "weights" / "lightning" / "model.ckpt"
+    assert checkpoint.is_file()
+    return {"project": project, "datamodule": datamodule, "model": model, "engine": engine, "checkpoint": checkpoint}
+
+
+def test_fit_learns_thresholds(trained: dict) -> None:
+    post_processor = trained["model"].post_processor
+    assert torch.isfinite(post_processor.image_threshold)
+    assert torch.isfinite(post_processor.pixel_threshold)
+
+
+def test_test_reports_metrics_including_aupro(trained: dict) -> None:
+    (results,) = trained["engine"].test(model=trained["model"], datamodule=trained["datamodule"],
+                                         ckpt_path=trained["checkpoint"])
+    for name in ("image_AUROC", "image_F1Score", "pixel_AUROC", "pixel_F1Score", "pixel_AUPRO"):
+        assert name in results
+        assert 0.0 <= results[name] <= 1.0
+    # The visualiser wrote one image per test sample.
+    images = list((trained["project"] / "RecSem" / "MVTecAD" / "dummy").rglob("images/**/*.png"))
+    assert len(images) == 8
+
+
+def test_validate_reports_validation_metrics(trained: dict) -> None:
+    (results,) = trained["engine"].validate(model=trained["model"], datamodule=trained["datamodule"],
+                                             ckpt_path=trained["checkpoint"])
+    assert {"image_AUROC", "pixel_AUPRO"} <= set(results)
+
+
+def test_checkpoint_reload_restores_evaluator_with_aupro(trained: dict) -> None:
+    model = RecSem.load_from_checkpoint(trained["checkpoint"])
+    assert any(isinstance(metric, AUPRO) for metric in model.evaluator.test_metrics)
+    assert any(isinstance(metric, AUPRO) for metric in model.evaluator.val_metrics)
+    assert model.hparams["image_size"] == TINY_RECSEM["image_size"]
+    state = torch.load(trained["checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    assert all(torch.equal(value, model.state_dict()[key]) for key, value in state.items())
+
+
+def _numpy(value: object) -> np.ndarray:
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
+def _predict(trained: dict, image: Path) -> tuple[float, np.ndarray]:
+    (batch,) = trained["engine"].predict(model=trained["model"], data_path=image, ckpt_path=trained["checkpoint"])
+    return float(batch.pred_score[0]), batch.anomaly_map[0].squeeze().cpu().numpy()
+
+
+@pytest.mark.parametrize("export_type", [ExportType.TORCH, ExportType.ONNX, ExportType.OPENVINO])
+def test_export_and_inference_match_engine_predict(
+    trained: dict, mvtec_root: Path, export_type: ExportType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)  # OpenVINO writes a cache folder into the working directory.
+    exported = trained["engine"].export(
+        model=trained["model"], export_type=export_type, export_root=tmp_path, ckpt_path=trained["checkpoint"],
+    )
+    assert exported is not None and Path(exported).is_file()
+    image = next((mvtec_root / "dummy" / "test" / "defect").glob("*.png"))
+    score, anomaly_map = _predict(trained, image)
+
+    if export_type == ExportType.TORCH:
+        monkeypatch.setenv("TRUST_REMOTE_CODE", "1")
+        result = TorchInferencer(path=exported, device="cpu").predict(image)
+    elif export_type == ExportType.OPENVINO:
+        # f32: on CPUs with bf16 support OpenVINO otherwise computes in bf16 by default.
+        result = OpenVINOInferencer(path=exported, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"}).predict(image)
+    else:  # OpenVINO reads ONNX files directly.
+        result = OpenVINOInferencer(path=exported, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"}).predict(image)
+    exported_score = float(_numpy(result.pred_score).reshape(-1)[0])
+    exported_map = _numpy(result.anomaly_map).squeeze()
+    assert exported_score == pytest.approx(score, abs=1e-3)
+    assert exported_map.shape == anomaly_map.shape
+    assert np.abs(exported_map - anomaly_map).max() < 1e-3

@@ -1,0 +1,129 @@
+"""Shapes, parameter counts and scoring of the RecSem network."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+from anomalib.data import InferenceBatch
+
+from anomalib_recsem.models.recsem.torch_model import RecSemModel, RecSemOutput, default_memory_scales
+
+TINY = {"reconstruction_width": 4, "discriminator_width": 4, "num_prototypes": 4}
+
+
+@pytest.mark.parametrize(
+    ("image_size", "scales", "discriminator"),
+    [
+        ((64, 64), None, "unet"),
+        ((64, 64), (1, 2, 4), "unet"),
+        ((32, 96), None, "unet"),
+        ((128, 64), (8,), "fusion"),
+        ((96, 96), (3, 6), "fusion"),
+    ],
+)
+def test_shapes(image_size: tuple[int, int], scales: tuple[int, ...] | None, discriminator: str) -> None:
+    model = RecSemModel(image_size, memory_scales=scales, discriminator=discriminator, **TINY)
+    images = torch.rand(2, 3, *image_size)
+    output = model(images)
+    assert isinstance(output, RecSemOutput)
+    assert output.reconstruction.shape == images.shape
+    assert output.logits.shape == (2, 2, *image_size)
+    assert output.compactness.ndim == 0 and output.separation.ndim == 0
+    model.eval()
+    with torch.no_grad():
+        result = model(images)
+    assert isinstance(result, InferenceBatch)
+    assert result.anomaly_map.shape == (2, *image_size)
+    assert result.pred_score.shape == (2,)
+    assert ((result.anomaly_map >= 0) & (result.anomaly_map <= 1)).all()
+
+
+def test_grayscale_model() -> None:
+    model = RecSemModel((64, 64), in_channels=1, **TINY)
+    assert model(torch.rand(2, 1, 64, 64)).reconstruction.shape == (2, 1, 64, 64)
+
+
+def test_default_scales_follow_image_size() -> None:
+    assert default_memory_scales((256, 256)) == (8, 16)
+    assert default_memory_scales((128, 128)) == (4, 8)
+    assert default_memory_scales((512, 256)) == (16, 32)
+    assert RecSemModel((128, 128), **TINY).memory_scales == (4, 8)
+
+
+def test_paper_configuration() -> None:
+    """method.md section 1: ~79 M parameters, 1024x16x16 bottleneck, 2x256x256 logits."""
+    model = RecSemModel()
+    count = sum(parameter.numel() for parameter in model.parameters())
+    assert 78.5e6 < count < 79.5e6, count
+    parts = {name: sum(p.numel() for p in getattr(model, name).parameters()) / 1e6 for name in
+             ("encoder", "memory", "decoder", "discriminator")}
+    assert parts["encoder"] == pytest.approx(37.6, abs=0.1)
+    assert parts["memory"] == pytest.approx(0.43, abs=0.01)
+    assert parts["decoder"] == pytest.approx(12.6, abs=0.1)
+    assert parts["discriminator"] == pytest.approx(28.4, abs=0.1)
+    assert model.memory_scales == (8, 16)
+    # Location embeddings have exactly the paper's sizes, so no resizing happens at 256 px.
+    assert [tuple(unit.location.shape) for unit in model.memory.units] == [(1, 1024, 8, 8), (1, 1024, 16, 16)]
+    model.eval()
+    with torch.no_grad():
+        bottleneck = model.encoder(torch.rand(1, 3, 256, 256))
+        assert bottleneck.shape == (1, 1024, 16, 16)
+        assert model.memory(bottleneck).features.shape == (1, 2048, 16, 16)
+        result = model(torch.rand(1, 3, 256, 256))
+    assert result.anomaly_map.shape == (1, 256, 256)
+
+
+def test_fusion_discriminator_is_siamese() -> None:
+    model = RecSemModel((64, 64), discriminator="fusion", **TINY)
+    # One encoder for both images: its first conv sees 3 channels, not 6.
+    assert model.discriminator.encoder.block1[0].in_channels == 3
+
+
+@pytest.mark.parametrize("image_size", [100, (64, 100), 0, (64,)])
+def test_image_size_must_be_multiple_of_32(image_size: object) -> None:
+    with pytest.raises(ValueError, match="image_size"):
+        RecSemModel(image_size, **TINY)
+
+
+def test_unknown_discriminator() -> None:
+    with pytest.raises(ValueError, match="discriminator"):
+        RecSemModel((64, 64), discriminator="transformer", **TINY)
+
+
+def test_image_score_is_top_k_mean_of_mean_filtered_map() -> None:
+    model = RecSemModel((64, 64), score_kernel_size=3, score_top_k=2, **TINY)
+    anomaly_map = torch.zeros(1, 1, 64, 64)
+    anomaly_map[0, 0, 10, 10] = 0.9
+    # A lone pixel spreads over its 3x3 neighbourhood: every neighbour reads 0.9 / 9.
+    assert model.image_score(anomaly_map).item() == pytest.approx(0.1)
+    # Inside a 5x5 patch the 3x3 filter sees only the patch: 9 positions read 0.9.
+    anomaly_map[0, 0, 30:35, 30:35] = 0.9
+    assert model.image_score(anomaly_map).item() == pytest.approx(0.9)
+    # Border pixels are pulled towards zero by the zero padding.
+    corner = torch.zeros(1, 1, 64, 64)
+    corner[0, 0, :2, :2] = 1.0
+    expected = F.avg_pool2d(corner, 3, 1, 1, count_include_pad=True).flatten().topk(2).values.mean()
+    assert model.image_score(corner).item() == pytest.approx(expected.item())
+    assert model.image_score(corner).item() == pytest.approx(4 / 9)
+
+
+def test_detach_reconstruction_stops_segmentation_gradient() -> None:
+    images = torch.rand(2, 3, 64, 64)
+    for detach, expect_gradient in ((True, False), (False, True)):
+        torch.manual_seed(0)
+        model = RecSemModel((64, 64), detach_reconstruction=detach, **TINY)
+        model(images).logits.sum().backward()
+        gradient = model.decoder.output.weight.grad
+        assert (gradient is not None and bool(gradient.abs().sum() > 0)) is expect_gradient
+
+
+def test_discriminator_compares_with_original() -> None:
+    torch.manual_seed(0)
+    model = RecSemModel((64, 64), **TINY)
+    images = torch.rand(2, 3, 64, 64)
+    torch.manual_seed(1)
+    same = model(images).logits
+    torch.manual_seed(1)
+    other = model(images, original=torch.zeros_like(images)).logits
+    assert not torch.allclose(same, other)
