@@ -214,7 +214,7 @@ def procedural_textures(
         overlay = _render_layer({k: v[mixed] for k, v in second.items()}, render_h, render_w, generator, device)
         mixed_dev = mixed.to(device)
         weight = mix_weight[mixed].to(device).view(-1, 1, 1, 1)
-        textures[mixed_dev] = torch.lerp(textures[mixed_dev], overlay, weight)
+        textures.index_copy_(0, mixed_dev, torch.lerp(textures.index_select(0, mixed_dev), overlay, weight))
     return resize_bilinear(textures, height, width)
 
 

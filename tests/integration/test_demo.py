@@ -1,0 +1,49 @@
+"""The offline demo, shortened, and the CPU preset it shares with configs/recsem_small.yaml."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from anomalib_recsem.cli import main
+from anomalib_recsem.demo import SMALL_PRESET
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def test_small_preset_matches_config() -> None:
+    config = yaml.safe_load((CONFIGS / "recsem_small.yaml").read_text())
+    assert config["model"]["init_args"] == SMALL_PRESET
+
+
+@pytest.mark.parametrize("argument", ["--epochs", "--train-images", "--test-images"])
+def test_bad_numbers_are_refused(argument: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--output", str(tmp_path), argument, "0"])
+    assert exit_info.value.code == 2
+    assert f"argument {argument}: must be a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_quick_demo_writes_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    output = tmp_path / "demo"
+    assert main(["demo", "--quick", "--epochs", "1", "--train-images", "8", "--test-images", "3",
+                 "--output", str(output), "--no-progress"]) == 0
+    report = output / "report" / "report.md"
+    assert report.is_file()
+    overlays = sorted((output / "report" / "overlays").glob("*.png"))
+    assert len(overlays) == 6
+    assert sum("defect" in path.name for path in overlays) == 3
+    assert all(f"overlays/{path.name}" in report.read_text() for path in overlays)
+    assert (output / "export" / "weights" / "openvino" / "model.xml").is_file()
+    with (output / "report" / "metrics.csv").open() as handle:
+        metrics = {row["metric"]: float(row["value"]) for row in csv.DictReader(handle)}
+    for name in ("image_AUROC", "pixel_AUROC", "pixel_AUPRO", "openvino_image_AUROC"):
+        assert 0.0 <= metrics[name] <= 1.0
+    # OpenVINO's scores rank the test images like PyTorch's.
+    assert metrics["openvino_image_AUROC"] == pytest.approx(metrics["image_AUROC"], abs=0.12)

@@ -1,0 +1,503 @@
+"""Tests of the batched DRAEM-style defect synthesis (``anomalib_recsem.data.synthetic_defect``)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageOps
+from scipy import ndimage
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from anomalib_recsem.data.perlin import perlin_noise_2d
+from anomalib_recsem.data.synthetic_defect import (
+    SOURCE_AUGMENTATIONS,
+    DefectBatch,
+    SyntheticDefect,
+    _autocontrast,
+    _equalize,
+    _posterize,
+    augment_sources,
+    filter_components,
+)
+from anomalib_recsem.data.texture_bank import procedural_textures
+
+DTD_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "dtd"
+SIZE = 48
+
+
+def _write_image(path: Path, colour: tuple[int, int, int] | None = None, size: int = 40, seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if colour is None:
+        rng = np.random.default_rng(seed)
+        array = rng.integers(0, 256, (size, size + 8, 3), dtype=np.uint8)
+    else:
+        array = np.broadcast_to(np.array(colour, dtype=np.uint8), (size, size + 8, 3)).copy()
+    Image.fromarray(array).save(path)
+
+
+@pytest.fixture(scope="module")
+def dtd_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny DTD-layout folder: ``images/<class>/*.jpg`` plus DTD's non-image extras."""
+    root = tmp_path_factory.mktemp("dtd_like")
+    for cls_index, cls in enumerate(("banded", "dotted")):
+        for i in range(3):
+            _write_image(root / "images" / cls / f"{cls}_{i:04d}.jpg", seed=10 * cls_index + i)
+    (root / "labels").mkdir()
+    (root / "labels" / "labels_joint_anno.txt").write_text("banded/banded_0000.jpg banded\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def flat_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A flat folder with mixed-case extensions."""
+    root = tmp_path_factory.mktemp("flat")
+    _write_image(root / "a.PNG", seed=1)
+    _write_image(root / "b.jpeg", seed=2)
+    _write_image(root / "nested" / "c.Bmp", seed=3)
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def _images(batch: int = 6, channels: int = 3, size: int = SIZE, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    # Smooth images so that bilinear warps stay informative.
+    coarse = torch.rand(batch, channels, 6, 6, generator=generator)
+    return torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def _check_invariants(result: DefectBatch, images: torch.Tensor) -> None:
+    assert isinstance(result, DefectBatch)
+    batch, channels, height, width = images.shape
+    assert result.clean.shape == images.shape
+    assert result.defective.shape == images.shape
+    assert result.mask.shape == (batch, 1, height, width)
+    assert result.label.shape == (batch,)
+    assert set(result.mask.unique().tolist()) <= {0.0, 1.0}
+    outside = (result.mask == 0).expand_as(images)
+    assert torch.equal(result.defective[outside], result.clean[outside])
+    assert torch.equal(result.label, result.mask.flatten(1).amax(1))
+    assert 0 <= float(result.defective.min()) and float(result.defective.max()) <= 1
+
+
+# ---------------------------------------------------------------------------------------
+# Core behaviour
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("source", ["procedural", "self", "dtd_like", "flat_folder"])
+def test_invariants_for_every_source_and_channel_count(
+    source: str, channels: int, request: pytest.FixtureRequest
+) -> None:
+    anomaly_source = {"procedural": None, "self": "self"}[source] if source in ("procedural", "self") else (
+        request.getfixturevalue(source)
+    )
+    transform = SyntheticDefect(anomaly_source=anomaly_source, seed=0)
+    images = _images(channels=channels)
+    result = transform.synthesize(images, torch.ones(images.shape[0], dtype=torch.bool))
+    _check_invariants(result, images)
+    assert result.label.tolist() == [1.0] * images.shape[0]
+    # The defect must actually change pixels inside the mask.
+    inside = (result.mask > 0).expand_as(images)
+    assert not torch.equal(result.defective[inside], result.clean[inside])
+
+
+def test_apply_defect_is_honoured() -> None:
+    transform = SyntheticDefect(probability=0.0, seed=1)
+    images = _images(batch=5)
+    apply = torch.tensor([True, False, True, False, True])
+    result = transform.synthesize(images, apply)
+    _check_invariants(result, images)
+    assert result.label.tolist() == [1.0, 0.0, 1.0, 0.0, 1.0]
+    assert torch.equal(result.defective[~apply], result.clean[~apply])
+    assert result.mask[~apply].sum() == 0
+
+
+def test_selected_images_get_non_empty_masks_even_when_noise_rarely_passes() -> None:
+    # Noise almost never exceeds 0.95, so this exercises the redraws and the disc fallback.
+    transform = SyntheticDefect(threshold=0.95, seed=2)
+    images = _images(batch=8, size=32)
+    result = transform.synthesize(images, torch.ones(8, dtype=torch.bool))
+    _check_invariants(result, images)
+    assert bool((result.mask.flatten(1).sum(1) > 0).all())
+
+
+def test_blend_factor_is_respected(tmp_path: Path) -> None:
+    texture_value = 200
+    _write_image(tmp_path / "textures" / "flat.png", colour=(texture_value,) * 3)
+    low, high = 0.3, 0.6
+    transform = SyntheticDefect(
+        anomaly_source=tmp_path / "textures",
+        blend_factor=(low, high),
+        num_source_augmentations=0,
+        light_augmentation=False,
+        seed=3,
+    )
+    image_value = 0.1
+    images = torch.full((200, 3, 16, 16), image_value)
+    result = transform.synthesize(images, torch.ones(200, dtype=torch.bool))
+    inside = result.mask.expand_as(images) > 0
+    texture = texture_value / 255
+    # defective = beta * image + (1 - beta) * texture inside the mask, constant per image.
+    per_image = (result.defective * inside).flatten(1).sum(1) / inside.flatten(1).sum(1)
+    beta = (per_image - texture) / (image_value - texture)
+    assert float(beta.min()) >= low - 1e-5
+    assert float(beta.max()) <= high + 1e-5
+    assert float(beta.min()) < low + 0.05
+    assert float(beta.max()) > high - 0.05
+    assert abs(float(beta.mean()) - (low + high) / 2) < 0.03
+
+
+def test_probability_is_respected() -> None:
+    probability, count = 0.3, 1500
+    transform = SyntheticDefect(probability=probability, light_augmentation=False, num_source_augmentations=0, seed=4)
+    result = transform.synthesize(torch.rand(count, 1, 8, 8))
+    positives = float(result.label.sum())
+    sigma = math.sqrt(count * probability * (1 - probability))
+    assert abs(positives - count * probability) < 4.5 * sigma
+    assert torch.equal(result.label, result.mask.flatten(1).amax(1))
+
+
+def test_same_seed_same_output_different_seed_different_output() -> None:
+    images = _images()
+    first = SyntheticDefect(seed=5).synthesize(images)
+    second = SyntheticDefect(seed=5).synthesize(images)
+    other = SyntheticDefect(seed=6).synthesize(images)
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(first.defective, other.defective)
+
+
+def test_global_rng_mode_is_reproducible_under_manual_seed() -> None:
+    transform = SyntheticDefect(seed=None)
+    images = _images()
+    torch.manual_seed(123)
+    first = transform.synthesize(images)
+    torch.manual_seed(123)
+    second = transform.synthesize(images)
+    torch.manual_seed(124)
+    third = transform.synthesize(images)
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(first.defective, third.defective)
+
+
+def test_light_augmentation() -> None:
+    images = _images(batch=16)
+    off = SyntheticDefect(light_augmentation=False, seed=7).synthesize(images, torch.zeros(16, dtype=torch.bool))
+    assert torch.equal(off.clean, images)
+    on = SyntheticDefect(light_augmentation=True, seed=7).synthesize(images, torch.zeros(16, dtype=torch.bool))
+    changed = (on.clean != images).flatten(1).any(1)
+    # 0..3 of the 3 ops uniformly: about a quarter of the images draw none and pass through.
+    assert 0 < int(changed.sum()) < 16
+    # The warp is small: a few degrees, 2 % zoom/shift of a smooth image.
+    assert float((on.clean - images).abs().mean()) < 0.05
+
+
+def test_output_dtype_and_device_are_preserved() -> None:
+    for dtype in (torch.float64, torch.float16):
+        images = _images(batch=3).to(dtype)
+        result = SyntheticDefect(seed=8).synthesize(images, torch.ones(3, dtype=torch.bool))
+        for tensor in result:
+            assert tensor.dtype == dtype
+            assert tensor.device == images.device
+        _check_invariants(result, images)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu_parameters() -> None:
+    images = _images(batch=4)
+    cpu = SyntheticDefect(seed=9).synthesize(images)
+    gpu = SyntheticDefect(seed=9).synthesize(images.cuda())
+    for tensor in gpu:
+        assert tensor.device.type == "cuda"
+    assert torch.equal(cpu.label, gpu.label.cpu())
+    _check_invariants(DefectBatch(*(t.cpu() for t in gpu)), images)
+
+
+# ---------------------------------------------------------------------------------------
+# Transform interface
+# ---------------------------------------------------------------------------------------
+
+
+def test_forward_batch_of_one_equals_single_image() -> None:
+    image = _images(batch=1)[0]
+    single_image, single_mask = SyntheticDefect(probability=1.0, seed=10)(image)
+    batch_image, batch_mask = SyntheticDefect(probability=1.0, seed=10)(image.unsqueeze(0))
+    assert single_image.shape == (3, SIZE, SIZE)
+    assert single_mask.shape == (SIZE, SIZE)
+    assert batch_image.shape == (1, 3, SIZE, SIZE)
+    assert batch_mask.shape == (1, SIZE, SIZE)
+    assert isinstance(single_mask, tv_tensors.Mask)
+    assert torch.equal(single_image, batch_image[0])
+    assert torch.equal(single_mask, batch_mask[0])
+    assert bool(single_mask.any())
+
+
+def test_forward_inside_compose_with_image_and_mask() -> None:
+    image = tv_tensors.Image(_images(batch=1)[0])
+    given = torch.zeros(SIZE, SIZE, dtype=torch.uint8)
+    given[2:6, 2:6] = 1
+    pipeline = v2.Compose([
+        SyntheticDefect(probability=1.0, light_augmentation=False, seed=11),
+        v2.Identity(),
+    ])
+    out_image, out_mask = pipeline(image, tv_tensors.Mask(given))
+    assert isinstance(out_image, tv_tensors.Image)
+    assert isinstance(out_mask, tv_tensors.Mask)
+    assert out_image.shape == image.shape
+    assert out_mask.shape == (SIZE, SIZE)
+    assert out_mask.dtype == torch.uint8
+    # The given mask is kept (logical OR) and a new defect is added.
+    assert bool(out_mask[2:6, 2:6].all())
+    assert int(out_mask.sum()) > int(given.sum())
+    changed = (out_image != image).any(0)
+    assert not bool((changed & (out_mask == 0)).any())
+
+
+def test_forward_batch_with_mask_and_plain_tensor() -> None:
+    images = _images(batch=3)
+    given = torch.zeros(3, SIZE, SIZE)
+    out_image, out_mask = SyntheticDefect(probability=0.0, seed=12)(images, given)
+    assert type(out_image) is torch.Tensor
+    assert out_image.shape == images.shape
+    assert isinstance(out_mask, tv_tensors.Mask)
+    assert out_mask.shape == (3, SIZE, SIZE)
+    assert int(out_mask.sum()) == 0
+
+
+# ---------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------
+
+
+def test_folder_textures_are_used(tmp_path: Path) -> None:
+    colour = (10, 220, 40)
+    _write_image(tmp_path / "images" / "solid" / "solid_0001.png", colour=colour)
+    transform = SyntheticDefect(
+        anomaly_source=tmp_path, blend_factor=(0.0, 0.0), num_source_augmentations=0, light_augmentation=False, seed=13
+    )
+    images = _images(batch=3)
+    result = transform.synthesize(images, torch.ones(3, dtype=torch.bool))
+    inside = (result.mask > 0).expand_as(images)
+    expected = torch.tensor(colour, dtype=torch.float32).div(255).view(1, 3, 1, 1).expand_as(images)
+    torch.testing.assert_close(result.defective[inside], expected[inside])
+
+
+def test_self_source_uses_the_image(tmp_path: Path) -> None:
+    transform = SyntheticDefect(
+        anomaly_source="self", blend_factor=(0.0, 0.0), num_source_augmentations=0, light_augmentation=False, seed=14
+    )
+    constant = torch.full((4, 3, SIZE, SIZE), 0.37)
+    result = transform.synthesize(constant, torch.ones(4, dtype=torch.bool))
+    # A rotated, edge-padded constant image is the same constant.
+    torch.testing.assert_close(result.defective, constant)
+    images = _images(batch=4)
+    result = transform.synthesize(images, torch.ones(4, dtype=torch.bool))
+    inside = (result.mask > 0).expand_as(images)
+    assert float(result.defective[inside].min()) >= float(images.min()) - 1e-6
+    assert float(result.defective[inside].max()) <= float(images.max()) + 1e-6
+    assert not torch.equal(result.defective, images)
+
+
+def test_procedural_textures_are_varied_and_seeded() -> None:
+    first = procedural_textures(12, 40, 56, torch.Generator().manual_seed(0))
+    second = procedural_textures(12, 40, 56, torch.Generator().manual_seed(0))
+    assert first.shape == (12, 3, 40, 56)
+    assert torch.equal(first, second)
+    assert float(first.min()) >= 0 and float(first.max()) <= 1
+    # Distinct textures, with real spatial structure and colour.
+    assert len({round(float(t.mean()), 4) for t in first}) == 12
+    assert float(first.std(dim=(2, 3)).mean()) > 0.02
+
+
+def test_unreadable_texture_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"definitely not a jpeg")
+    transform = SyntheticDefect(anomaly_source=tmp_path, seed=15)
+    with pytest.raises(OSError, match="bad.jpg"):
+        transform.synthesize(_images(batch=2), torch.ones(2, dtype=torch.bool))
+
+
+@pytest.mark.skipif(not DTD_ROOT.is_dir(), reason=f"DTD not found at {DTD_ROOT}")
+def test_real_dtd() -> None:
+    transform = SyntheticDefect(anomaly_source=DTD_ROOT, seed=16)
+    images = _images(batch=4, size=64)
+    result = transform.synthesize(images, torch.ones(4, dtype=torch.bool))
+    _check_invariants(result, images)
+    assert result.label.tolist() == [1.0] * 4
+
+
+# ---------------------------------------------------------------------------------------
+# Later variant: component filter
+# ---------------------------------------------------------------------------------------
+
+
+def test_filter_components_drops_small_tiny_and_corner_components() -> None:
+    mask = torch.zeros(2, 1, 40, 40, dtype=torch.bool)
+    mask[0, 0, 0:5, 0:5] = True  # corner (bbox at x=0, y=0), area 25
+    mask[0, 0, 20:23, 20:23] = True  # area 9
+    mask[0, 0, 10:12, 10:35] = True  # long line: area 50, w=25 > 20
+    mask[1, 0, 25:35, 5:15] = True  # 10x10 square, area 100
+    kept = filter_components(mask, min_area=20, min_size=0, drop_corner=True)
+    assert not kept[0, 0, 0:5, 0:5].any()
+    assert not kept[0, 0, 20:23, 20:23].any()
+    assert kept[0, 0, 10:12, 10:35].all()
+    assert kept[1, 0, 25:35, 5:15].all()
+    kept = filter_components(mask, min_area=0, min_size=12, drop_corner=False)
+    assert kept[0, 0, 10:12, 10:35].all()  # w > 12
+    assert not kept[1, 0].any()  # 10x10 box: w <= 12 and h <= 12
+    assert not kept[0, 0, 0:5, 0:5].any()
+    assert torch.equal(filter_components(mask, 0, 0, False), mask)
+    # Squares touching at a corner form one component (8-connectivity, as cv2 contours).
+    diagonal = torch.zeros(1, 1, 20, 20, dtype=torch.bool)
+    diagonal[0, 0, 5:8, 5:8] = True
+    diagonal[0, 0, 8:11, 8:11] = True
+    assert torch.equal(filter_components(diagonal, min_area=15), diagonal)
+
+
+def test_later_variant_masks_pass_the_filter() -> None:
+    min_area, min_size = 40, 8
+    transform = SyntheticDefect(
+        anomaly_source="self",
+        perlin_scale_range=(1, 3),
+        min_defect_area=min_area,
+        min_defect_size=min_size,
+        drop_corner_defects=True,
+        seed=17,
+    )
+    images = _images(batch=6, size=64)
+    result = transform.synthesize(images, torch.ones(6, dtype=torch.bool))
+    _check_invariants(result, images)
+    for mask in result.mask[:, 0].numpy().astype(bool):
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        assert count > 0
+        for box, index in zip(ndimage.find_objects(labels), range(1, count + 1), strict=True):
+            height, width = box[0].stop - box[0].start, box[1].stop - box[1].start
+            assert int((labels == index).sum()) >= min_area
+            assert width > min_size or height > min_size
+            assert not (box[1].start <= 3 and box[0].start <= 3)
+
+
+# ---------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------
+
+
+def test_perlin_matches_reference_formulation() -> None:
+    resolution = torch.tensor([[1, 2], [4, 3]])
+    height, width = 8, 12
+    noise = perlin_noise_2d(resolution, height, width, torch.Generator().manual_seed(0), dtype=torch.float64)
+    table = torch.rand(2, 5, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 * math.pi
+
+    def fade(t: float) -> float:
+        return 6 * t**5 - 15 * t**4 + 10 * t**3
+
+    for n, (res_y, res_x) in enumerate(resolution.tolist()):
+        for i in range(height):
+            for j in range(width):
+                pos_y, pos_x = (i + 0.5) * res_y / height, (j + 0.5) * res_x / width
+                cell_y, cell_x = math.floor(pos_y), math.floor(pos_x)
+                frac_y, frac_x = pos_y - cell_y, pos_x - cell_x
+
+                def dot(dy: int, dx: int, n: int = n, cy: int = cell_y, cx: int = cell_x,
+                        fy: float = frac_y, fx: float = frac_x) -> float:
+                    angle = float(table[n, cy + dy, cx + dx])
+                    return math.cos(angle) * (fy - dy) + math.sin(angle) * (fx - dx)
+
+                left = dot(0, 0) + (dot(1, 0) - dot(0, 0)) * fade(frac_y)
+                right = dot(0, 1) + (dot(1, 1) - dot(0, 1)) * fade(frac_y)
+                expected = math.sqrt(2) * (left + (right - left) * fade(frac_x))
+                assert abs(float(noise[n, i, j]) - expected) < 1e-9
+
+
+def _uint8_image(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    # Skewed histogram so that equalize and autocontrast have work to do.
+    return (rng.beta(2, 5, (20, 24, 3)) * 200 + 20).astype(np.uint8)
+
+
+def _as_tensor(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float() / 255
+
+
+def test_equalize_autocontrast_posterize_match_pil() -> None:
+    for seed in range(3):
+        array = _uint8_image(seed)
+        x = _as_tensor(array)
+        pil = Image.fromarray(array)
+        torch.testing.assert_close(_equalize(x, {}), _as_tensor(np.asarray(ImageOps.equalize(pil))))
+        for percent in (0, 7, 20):
+            ours = _autocontrast(x, {"autocontrast_percent": torch.tensor([percent])})
+            theirs = _as_tensor(np.asarray(ImageOps.autocontrast(pil, cutoff=percent)))
+            torch.testing.assert_close(ours, theirs)
+        for bits in (1, 3, 8):
+            ours = _posterize(x, {"posterize_bits": torch.tensor([bits])})
+            torch.testing.assert_close(ours, _as_tensor(np.asarray(ImageOps.posterize(pil, bits))))
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, len(SOURCE_AUGMENTATIONS)])
+def test_augment_sources_keeps_shape_and_range(count: int) -> None:
+    sources = procedural_textures(10, 24, 24, torch.Generator().manual_seed(1))
+    out = augment_sources(sources, count, torch.Generator().manual_seed(2))
+    assert out.shape == sources.shape
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+    assert torch.equal(out, sources) == (count == 0)
+
+
+# ---------------------------------------------------------------------------------------
+# Argument validation
+# ---------------------------------------------------------------------------------------
+
+
+def test_missing_directory_raises_file_not_found(tmp_path: Path) -> None:
+    missing = tmp_path / "no_such_dir"
+    with pytest.raises(FileNotFoundError, match="anomaly_source") as info:
+        SyntheticDefect(anomaly_source=missing)
+    assert str(missing) in str(info.value)
+
+
+def test_directory_without_images_raises_value_error(tmp_path: Path) -> None:
+    (tmp_path / "readme.txt").write_text("no images here")
+    with pytest.raises(ValueError, match="anomaly_source") as info:
+        SyntheticDefect(anomaly_source=tmp_path)
+    assert str(tmp_path) in str(info.value)
+    assert ".jpg" in str(info.value) and ".png" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"probability": 1.5}, "probability"),
+        ({"probability": -0.1}, "probability"),
+        ({"blend_factor": (0.9, 0.1)}, "blend_factor"),
+        ({"blend_factor": (0.0, 1.2)}, "blend_factor"),
+        ({"blend_factor": 0.5}, "blend_factor"),
+        ({"perlin_scale_range": (0, 9)}, "perlin_scale_range"),
+        ({"perlin_scale_range": (4, 2)}, "perlin_scale_range"),
+        ({"threshold": 1.0}, "threshold"),
+        ({"mask_rotation": -1.0}, "mask_rotation"),
+        ({"min_defect_area": -1}, "min_defect_area"),
+        ({"min_defect_size": -1}, "min_defect_size"),
+        ({"num_source_augmentations": 11}, "num_source_augmentations"),
+        ({"anomaly_source": 3}, "anomaly_source"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        SyntheticDefect(**kwargs)
+
+
+def test_bad_inputs_are_rejected() -> None:
+    transform = SyntheticDefect(seed=0)
+    with pytest.raises(ValueError, match="C in"):
+        transform.synthesize(torch.rand(2, 2, 8, 8))
+    with pytest.raises(TypeError, match="floating"):
+        transform.synthesize(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="apply_defect"):
+        transform.synthesize(torch.rand(2, 3, 8, 8), torch.ones(3, dtype=torch.bool))
