@@ -20,8 +20,9 @@ RecSem's reconstruction and recognition networks:
 The original code did this per image with imgaug (unmaintained, broken with NumPy 2,
 defect D20) and OpenCV; here every step is a batched tensor operation on the images'
 device. Loops exist only over small fixed sets (the 10 augmentations, pattern
-families, retry rounds), never over images, except in the optional component filter
-which runs SciPy's labelling on the CPU.
+families, retry rounds) and over newly needed texture files, never over images. The
+optional component filter labels the whole batch with one SciPy call on the CPU; it is
+the slow path (a device-to-host copy and back on GPU).
 
 Differences from the original, all deliberate:
 
@@ -36,8 +37,8 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -49,9 +50,9 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from .perlin import perlin_noise_2d
-from .texture_bank import TextureFolder, procedural_textures
+from .texture_bank import PROCEDURAL_RENDER_SIZE, TextureFolder, fit_size, procedural_textures, resize_bilinear
 
-__all__ = ["SOURCE_AUGMENTATIONS", "DefectBatch", "SyntheticDefect"]
+__all__ = ["SOURCE_AUGMENTATIONS", "DefectBatch", "SyntheticDefect", "augment_sources", "filter_components"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ SOURCE_AUGMENTATIONS: tuple[str, ...] = (
 )
 _MAX_PERLIN_EXPONENT = 8
 # Redraws of an empty mask before falling back to a disc. With the default settings about
-# one mask in six is empty, so ten rounds leave ~1e-8 of the images to the fallback.
+# one mask in 25 is empty at 256 x 256, so the fallback is practically never needed.
 _MASK_RETRIES = 10
 # ITU-R 601 luma, as in torchvision's rgb_to_grayscale and OpenCV's YCrCb.
 _LUMA = (0.299, 0.587, 0.114)
@@ -139,7 +140,8 @@ def _warp(images: Tensor, matrices: Tensor, padding_mode: str, mode: str = "bili
     theta = torch.empty(num, 2, 3, dtype=images.dtype, device=images.device)
     theta[:, :, :2] = inverse[:, :2, :2] * half.view(1, 1, 2) / half.view(1, 2, 1)
     theta[:, :, 2] = inverse[:, :2, 2] / half.view(1, 2)
-    return F.grid_sample(images, _affine_grid(theta, height, width), mode=mode, padding_mode=padding_mode, align_corners=False)
+    grid = _affine_grid(theta, height, width)
+    return F.grid_sample(images, grid, mode=mode, padding_mode=padding_mode, align_corners=False)
 
 
 def _affine_grid(theta: Tensor, height: int, width: int) -> Tensor:
@@ -367,8 +369,7 @@ def augment_sources(
     order = torch.rand(count, len(_SOURCE_OPS), generator=generator).argsort(1)[:, :num_augmentations]
     # At each step, reorder the batch so that images sharing an augmentation are one
     # contiguous slice: every augmentation then reads a view and writes one slice, instead
-    # of a gather and a scatter per augmentation and step. `position` tracks where each
-    # original image currently sits.
+    # of a gather and a scatter per augmentation and step.
     out = sources
     current = torch.arange(count)  # current[i] = original index of the image in row i
     for step in range(num_augmentations):
@@ -529,9 +530,8 @@ class SyntheticDefect(v2.Transform):
         if not 0 <= low <= high <= 1:
             msg = f"blend_factor must satisfy 0 <= low <= high <= 1, got {tuple(blend_factor)!r}"
             raise ValueError(msg)
-        scale_low, scale_high = _check_range(
-            "perlin_scale_range", perlin_scale_range, f"of integers (low, high) with 0 <= low <= high <= {_MAX_PERLIN_EXPONENT}"
-        )
+        accepted = f"of integers (low, high) with 0 <= low <= high <= {_MAX_PERLIN_EXPONENT}"
+        scale_low, scale_high = _check_range("perlin_scale_range", perlin_scale_range, accepted)
         if (
             scale_low != int(scale_low)
             or scale_high != int(scale_high)
@@ -557,7 +557,10 @@ class SyntheticDefect(v2.Transform):
             or not isinstance(num_source_augmentations, int)
             or not 0 <= num_source_augmentations <= len(SOURCE_AUGMENTATIONS)
         ):
-            msg = f"num_source_augmentations must be an integer in [0, {len(SOURCE_AUGMENTATIONS)}], got {num_source_augmentations!r}"
+            msg = (
+                f"num_source_augmentations must be an integer in [0, {len(SOURCE_AUGMENTATIONS)}], "
+                f"got {num_source_augmentations!r}"
+            )
             raise ValueError(msg)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             msg = f"seed must be an int or None, got {seed!r}"
@@ -628,6 +631,7 @@ class SyntheticDefect(v2.Transform):
             ``(matrices, active)``: forward maps ``(count, 3, 3)`` (float64, CPU) and a
             bool ``(count,)`` marking images that drew at least one of the three ops.
         """
+        # Drawn even when disabled, so that toggling it leaves the rest of the stream alone.
         num_ops = self._randint(0, 3, (count,))
         ranks = torch.rand(count, 3, generator=self.generator).argsort(1).argsort(1)
         angle = self._uniform((count,), -4.0, 4.0)
@@ -638,7 +642,8 @@ class SyntheticDefect(v2.Transform):
         chosen = ranks < num_ops.unsqueeze(1)  # (count, 3): rotate, scale, translate
         identity = torch.eye(3, dtype=torch.float64).expand(count, 3, 3)
         rotate = torch.where(chosen[:, 0, None, None], _rotation_scale_matrices(angle), identity)
-        zoom = torch.where(chosen[:, 1, None, None], _rotation_scale_matrices(torch.zeros(count, dtype=torch.float64), scale), identity)
+        zoom = _rotation_scale_matrices(torch.zeros(count, dtype=torch.float64), scale)
+        zoom = torch.where(chosen[:, 1, None, None], zoom, identity)
         translate = identity.clone()
         translate[:, 0, 2] = shift[:, 0] * width
         translate[:, 1, 2] = shift[:, 1] * height
@@ -667,8 +672,9 @@ class SyntheticDefect(v2.Transform):
 
     def _fallback_discs(self, count: int, height: int, width: int, device: torch.device) -> Tensor:
         """Last-resort defects: one disc per image, sized to pass the component filter when possible."""
-        radius = max(min(height, width) / 8, math.sqrt(self.min_defect_area / math.pi) + 1, self.min_defect_size / 2 + 1)
-        radius = min(radius, min(height, width) / 2)
+        short_side = min(height, width)
+        radius = max(short_side / 8, math.sqrt(self.min_defect_area / math.pi) + 1, self.min_defect_size / 2 + 1)
+        radius = min(radius, short_side / 2)
         margin = radius + (_CORNER_LIMIT + 1 if self.drop_corner_defects else 0)
         centre_y = self._uniform((count,), min(margin, height / 2), max(height - radius, height / 2))
         centre_x = self._uniform((count,), min(margin, width / 2), max(width - radius, width / 2))
@@ -691,17 +697,26 @@ class SyntheticDefect(v2.Transform):
         return masks
 
     def _textures(self, clean: Tensor) -> Tensor:
-        """Augmented RGB textures ``(n, 3, H, W)`` for the images in ``clean`` ``(n, C, H, W)``."""
+        """Augmented RGB textures ``(n, 3, H, W)`` for the images in ``clean`` ``(n, C, H, W)``.
+
+        File and procedural textures are augmented at their own resolution (at most 256
+        and 128 on the longer side) and only then resized to the image size: the
+        augmentations are nearly all per-pixel, so this looks the same and costs up to 4x
+        less for large images.
+        """
         count, _, height, width = clean.shape
         if self.anomaly_source == "self":
             angle = self._uniform((count,), -90.0, 90.0)
             rgb = clean.expand(-1, 3, -1, -1) if clean.shape[1] == 1 else clean
             sources = _warp(rgb, _rotation_scale_matrices(angle).to(clean.device), padding_mode="border")
         elif self.texture_folder is not None:
-            sources = self.texture_folder.sample(count, height, width, self.generator, clean.device).to(clean.dtype)
+            size = fit_size(height, width, self.texture_folder.size)
+            sources = self.texture_folder.sample(count, *size, self.generator, clean.device).to(clean.dtype)
         else:
-            sources = procedural_textures(count, height, width, self.generator, clean.device).to(clean.dtype)
-        return augment_sources(sources, self.num_source_augmentations, self.generator)
+            size = fit_size(height, width, PROCEDURAL_RENDER_SIZE)
+            sources = procedural_textures(count, *size, self.generator, clean.device).to(clean.dtype)
+        augmented = augment_sources(sources, self.num_source_augmentations, self.generator)
+        return resize_bilinear(augmented, height, width)
 
     def _run(
         self,
@@ -723,6 +738,7 @@ class SyntheticDefect(v2.Transform):
         if apply_defect is None:
             selected = torch.rand(batch, generator=self.generator) < self.probability
         else:
+            apply_defect = torch.as_tensor(apply_defect)
             if apply_defect.shape != (batch,):
                 msg = f"apply_defect must have shape ({batch},), got {tuple(apply_defect.shape)}"
                 raise ValueError(msg)
@@ -731,7 +747,7 @@ class SyntheticDefect(v2.Transform):
         beta = self._uniform((batch,), *self.blend_factor)
 
         x = images.detach().to(work_dtype)
-        clean = x.clone()
+        clean = x.clone() if x.data_ptr() == images.data_ptr() else x
         warped_extra = extra_mask
         moving = active.nonzero().squeeze(1)
         if moving.numel() > 0:
@@ -749,14 +765,19 @@ class SyntheticDefect(v2.Transform):
             rows = chosen.to(device)
             sub_mask = self._non_empty_masks(chosen.numel(), height, width, device, work_dtype)
             sub_clean = clean.index_select(0, rows)
-            textures = _to_channels(self._textures(sub_clean), channels)
+            textures = _to_channels(self._textures(sub_clean), channels).contiguous()
             sub_beta = beta[chosen].to(device=device, dtype=work_dtype).view(-1, 1, 1, 1)
-            blended = torch.lerp(textures, sub_clean, sub_beta)  # beta * clean + (1 - beta) * texture
+            # In place on fresh tensors: each full-size allocation costs page faults on CPU.
+            blended = textures.lerp_(sub_clean, sub_beta)  # beta * clean + (1 - beta) * texture
+            # lerp with a 0/1 weight is exact: outside the mask it keeps sub_clean bit for bit
+            # (and it is much faster than torch.where on CPU).
+            sub_defective = sub_clean.lerp_(blended, sub_mask.to(work_dtype))
             mask[rows] = sub_mask
-            defective = clean.clone()
-            # lerp with a 0/1 weight is exact (outside the mask it returns sub_clean bit for
-            # bit) and much faster than torch.where on CPU.
-            defective.index_copy_(0, rows, torch.lerp(sub_clean, blended, sub_mask.to(work_dtype)))
+            if chosen.numel() == batch:
+                defective = sub_defective
+            else:
+                defective = clean.clone()
+                defective.index_copy_(0, rows, sub_defective)
 
         out_dtype = images.dtype
         result = DefectBatch(
@@ -822,7 +843,7 @@ class SyntheticDefect(v2.Transform):
             if raw.numel() != num * height * width:
                 msg = f"mask must hold one (H, W) = ({height}, {width}) plane per image, got shape {tuple(raw.shape)}"
                 raise ValueError(msg)
-            dtype = batch.dtype if batch.is_floating_point() else torch.float32
+            dtype = torch.float64 if batch.dtype == torch.float64 else torch.float32
             extra = raw.reshape(num, 1, height, width).to(device=batch.device, dtype=dtype)
 
         result, warped = self._run(batch, None, extra)

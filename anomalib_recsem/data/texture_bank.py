@@ -25,7 +25,15 @@ import torch.nn.functional as F  # noqa: N812
 from PIL import Image
 from torch import Tensor
 
-__all__ = ["IMAGE_EXTENSIONS", "TextureFolder", "find_texture_images", "procedural_textures", "resize_bilinear"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "PROCEDURAL_RENDER_SIZE",
+    "TextureFolder",
+    "find_texture_images",
+    "fit_size",
+    "procedural_textures",
+    "resize_bilinear",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +45,14 @@ _NUM_FAMILIES = 6
 # Lattice sizes of the value-noise octaves; octaves are summed at the finest lattice and
 # upsampled once, which is far cheaper than upsampling every octave to full size.
 _OCTAVES = (2, 4, 8, 16, 32)
-# Longest side at which procedural patterns are rendered before upsampling.
-_RENDER_SIZE = 128
+# Longest side at which procedural patterns are rendered (see PROCEDURAL_RENDER_SIZE).
+PROCEDURAL_RENDER_SIZE = 128
+
+
+def fit_size(height: int, width: int, limit: int) -> tuple[int, int]:
+    """``(height, width)`` scaled down, keeping the aspect ratio, so the longer side is at most ``limit``."""
+    factor = max(1.0, max(height, width) / limit)
+    return max(1, round(height / factor)), max(1, round(width / factor))
 
 
 def resize_bilinear(images: Tensor, height: int, width: int) -> Tensor:
@@ -187,8 +201,8 @@ def procedural_textures(
     frequency with random edge hardness, a rotated checkerboard, thresholded "blotch"
     noise, soft noise, or a linear/radial gradient) mapped onto a random two-colour
     ramp; half of them are blended with a second, independent pattern. Patterns are
-    rendered at most ``_RENDER_SIZE`` pixels on the longer side and upsampled, which keeps
-    the cost flat for large images (the finest detail is a few pixels anyway).
+    rendered at most ``PROCEDURAL_RENDER_SIZE`` pixels on the longer side and upsampled,
+    which keeps the cost flat for large images (the finest detail is a few pixels anyway).
 
     Args:
         count: Number of textures ``N``.
@@ -203,8 +217,7 @@ def procedural_textures(
     device = torch.device(device)
     if count == 0:
         return torch.zeros(0, 3, height, width, device=device)
-    factor = max(1.0, max(height, width) / _RENDER_SIZE)
-    render_h, render_w = max(1, round(height / factor)), max(1, round(width / factor))
+    render_h, render_w = fit_size(height, width, PROCEDURAL_RENDER_SIZE)
     first = _draw_layer_params(count, generator)
     second = _draw_layer_params(count, generator)
     mix_weight = _uniform((count,), 0.2, 0.6, generator) * (torch.rand(count, generator=generator) < 0.5)

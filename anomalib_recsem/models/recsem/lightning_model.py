@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from anomalib import LearningType
 from anomalib.data import Batch
@@ -20,6 +22,7 @@ from anomalib.metrics import AUPRO, AUROC, Evaluator, F1Score
 from anomalib.models.components import AnomalibModule
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 from torchvision.transforms.v2 import Resize
@@ -33,6 +36,45 @@ from .torch_model import RecSemModel, check_image_size
 logger = logging.getLogger(__name__)
 
 DISCRIMINATOR_INPUTS = ("augmented", "clean")
+RNG_STATE_KEY = "recsem_rng_state"
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """States of Python's, NumPy's and torch's generators, as tensors and plain values.
+
+    Plain types only, so checkpoints still load with ``weights_only=True``.
+    """
+    numpy_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(numpy_state[1].astype(np.int64)),
+            "position": int(numpy_state[2]),
+            "has_gauss": int(numpy_state[3]),
+            "cached_gaussian": float(numpy_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state((
+        "MT19937",
+        numpy_state["keys"].numpy().astype(np.uint32),
+        numpy_state["position"],
+        numpy_state["has_gauss"],
+        numpy_state["cached_gaussian"],
+    ))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def warmup_cosine(epoch: int, total_epochs: int, warmup_fraction: float = 0.2, floor: float = 0.1) -> float:
@@ -203,6 +245,22 @@ class RecSem(AnomalibModule):
             self._synthetic_defect = SyntheticDefect(anomaly_source=self.anomaly_source, probability=ratio)
         return self._synthetic_defect
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the random generators' states so a resumed run draws the same data order
+        and synthetic defects as an uninterrupted one."""
+        checkpoint[RNG_STATE_KEY] = capture_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """When resuming training, continue the random streams where the checkpoint left them.
+
+        Restored here, before Lightning builds the training data loader, because the loader
+        draws from the global generator as soon as it is built. Loading a checkpoint for
+        testing, prediction or export leaves the generators alone.
+        """
+        state = checkpoint.get(RNG_STATE_KEY)
+        if state is not None and self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:
+            restore_rng_state(state)
+
     def on_fit_start(self) -> None:
         """Fail before the first epoch, not in it, when the defect source is unusable."""
         _ = self.synthetic_defect
@@ -266,11 +324,17 @@ class RecSem(AnomalibModule):
         )
         raise FloatingPointError(msg)
 
-    def on_train_epoch_end(self) -> None:
-        """Step the per-epoch learning-rate schedule (manual optimisation does not)."""
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
-            scheduler.step()
+    def on_train_epoch_start(self) -> None:
+        """Set this epoch's learning rate.
+
+        The rate is a pure function of the epoch index rather than the state of an
+        ``LRScheduler``, so a run resumed from any checkpoint continues on the same curve.
+        """
+        total_epochs = self.max_epochs or self.trainer.max_epochs or 0
+        rate = self.learning_rate * warmup_cosine(self.current_epoch, total_epochs)
+        for group in self.optimizers().optimizer.param_groups:
+            group["lr"] = rate
+        self.log("learning_rate", rate, on_step=False, on_epoch=True)
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Predict anomaly maps and scores for the validation batch.
@@ -286,19 +350,13 @@ class RecSem(AnomalibModule):
         del args, kwargs
         return batch.update(**self.model(batch.image)._asdict())
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        """Adam with the authors' per-epoch warm-up + cosine schedule.
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam; the per-epoch warm-up + cosine schedule is applied in ``on_train_epoch_start``.
 
         Returns:
-            dict[str, Any]: Optimiser and epoch-interval ``LambdaLR``.
+            torch.optim.Optimizer: Adam over all network parameters.
         """
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        total_epochs = self.max_epochs or (self.trainer.max_epochs if self._trainer is not None else None) or 0
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda epoch: warmup_cosine(epoch, total_epochs),
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return torch.optim.Adam(self.model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
