@@ -126,6 +126,8 @@ class RecSem(AnomalibModule):
         num_prototypes: Prototypes per memory unit (50).
         location_embedding: Learned location embedding in each memory unit.
         memory_skip: Skip connection around each memory unit.
+        normalize_query: L2-normalise memory queries so they share the prototypes' scale
+            (method.md D18; off in the paper, for ablations).
         discriminator: ``"unet"`` (concatenated pair, the authors' code) or ``"fusion"``
             (multi-scale feature fusion, the paper's figure).
         detach_reconstruction: Keep the segmentation loss out of the reconstruction
@@ -170,6 +172,7 @@ class RecSem(AnomalibModule):
         num_prototypes: int = 50,
         location_embedding: bool = True,
         memory_skip: bool = True,
+        normalize_query: bool = False,
         discriminator: str = "unet",
         detach_reconstruction: bool = False,
         discriminator_input: str = "augmented",
@@ -219,6 +222,7 @@ class RecSem(AnomalibModule):
             num_prototypes=num_prototypes,
             location_embedding=location_embedding,
             memory_skip=memory_skip,
+            normalize_query=normalize_query,
             discriminator=discriminator,
             detach_reconstruction=detach_reconstruction,
             score_kernel_size=score_kernel_size,

@@ -55,6 +55,9 @@ class PrototypeUnit(nn.Module):
         location_embedding: Add a learned ``(1, C, h, w)`` embedding to the features
             before addressing, so prototypes can depend on where a texture occurs.
         skip: Add the (embedded) input features to the read-out.
+        normalize_query: L2-normalise each position before it forms and addresses the
+            prototypes. The authors compare unnormalised queries with unit-norm
+            prototypes (method.md D18); this puts both on one scale, for ablations.
     """
 
     def __init__(
@@ -64,6 +67,7 @@ class PrototypeUnit(nn.Module):
         size: tuple[int, int] = (16, 16),
         location_embedding: bool = True,
         skip: bool = True,
+        normalize_query: bool = False,
     ) -> None:
         super().__init__()
         if num_prototypes < 2:
@@ -71,6 +75,7 @@ class PrototypeUnit(nn.Module):
             raise ValueError(msg)
         self.num_prototypes = num_prototypes
         self.skip = skip
+        self.normalize_query = normalize_query
         self.location: nn.Parameter | None = (
             nn.Parameter(torch.randn(1, channels, *size)) if location_embedding else None
         )
@@ -95,7 +100,8 @@ class PrototypeUnit(nn.Module):
             if location.shape[-2:] != features.shape[-2:]:
                 location = F.interpolate(location, size=(height, width), mode="bilinear", align_corners=False)
             features = features + location
-        queries = features.flatten(2).transpose(1, 2)  # (B, N, C)
+        embedded = features.flatten(2).transpose(1, 2)  # (B, N, C)
+        queries = F.normalize(embedded, dim=-1) if self.normalize_query else embedded
 
         # Softmax over positions: each prototype is a convex combination of positions.
         position_weights = torch.softmax(self.prototype_head(queries), dim=1)  # (B, N, M)
@@ -104,7 +110,7 @@ class PrototypeUnit(nn.Module):
         addressing = torch.softmax(queries @ prototypes.transpose(1, 2), dim=-1)  # (B, N, M)
         readout = F.normalize(addressing @ prototypes, dim=-1)  # (B, N, C)
         if self.skip:
-            readout = readout + queries
+            readout = readout + embedded
         readout = readout.transpose(1, 2).reshape(batch, channels, height, width)
 
         if not self.training:
@@ -184,6 +190,7 @@ class MultiScalePrototypeMemory(nn.Module):
         num_prototypes: Prototypes per unit.
         location_embedding: Give every unit a learned location embedding.
         skip: Add each unit's input to its read-out.
+        normalize_query: L2-normalise queries in every unit (see :class:`PrototypeUnit`).
 
     Raises:
         ValueError: If ``scales`` is empty or a scale does not fit the bottleneck.
@@ -197,6 +204,7 @@ class MultiScalePrototypeMemory(nn.Module):
         num_prototypes: int = 50,
         location_embedding: bool = True,
         skip: bool = True,
+        normalize_query: bool = False,
     ) -> None:
         super().__init__()
         scales = tuple(int(scale) for scale in scales)
@@ -215,6 +223,7 @@ class MultiScalePrototypeMemory(nn.Module):
                 pooled_size(scale, bottleneck_size),
                 location_embedding=location_embedding,
                 skip=skip,
+                normalize_query=normalize_query,
             )
             for scale in scales
         )

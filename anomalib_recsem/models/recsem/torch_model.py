@@ -93,6 +93,8 @@ class RecSemModel(nn.Module):
         num_prototypes: Prototypes per memory unit.
         location_embedding: Learned location embedding in every memory unit.
         memory_skip: Add each memory unit's input to its read-out.
+        normalize_query: L2-normalise memory queries (an ablation of method.md D18; off in
+            the paper).
         discriminator: ``"unet"`` (DRAEM's U-Net on the concatenated pair, as in the
             authors' code) or ``"fusion"`` (Siamese encoder with per-scale fusion, as in the
             paper's figure).
@@ -118,6 +120,7 @@ class RecSemModel(nn.Module):
         num_prototypes: int = 50,
         location_embedding: bool = True,
         memory_skip: bool = True,
+        normalize_query: bool = False,
         discriminator: str = "unet",
         detach_reconstruction: bool = False,
         score_kernel_size: int = 21,
@@ -142,6 +145,7 @@ class RecSemModel(nn.Module):
             num_prototypes=num_prototypes,
             location_embedding=location_embedding,
             skip=memory_skip,
+            normalize_query=normalize_query,
         )
         self.decoder = ReconstructionDecoder(channels, len(self.memory_scales), out_channels=in_channels)
         self.discriminator = build_discriminator(discriminator, in_channels, discriminator_width)

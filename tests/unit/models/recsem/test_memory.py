@@ -124,3 +124,19 @@ def test_pooled_size_non_square() -> None:
     assert pooled_size(16, (16, 16)) == (16, 16)
     assert pooled_size(8, (8, 16)) == (4, 8)
     assert pooled_size(1, (4, 8)) == (1, 1)
+
+
+def test_normalize_query_puts_queries_on_the_prototype_scale() -> None:
+    torch.manual_seed(0)
+    features = 10 * torch.randn(2, 8, 4, 4)
+    raw = PrototypeUnit(8, 4, (4, 4), location_embedding=False)
+    normalised = PrototypeUnit(8, 4, (4, 4), location_embedding=False, normalize_query=True)
+    normalised.load_state_dict(raw.state_dict())
+    # Compactness compares queries with unit-norm prototypes: large with raw queries of norm ~28,
+    # at most 4/C (unit vectors at distance <= 2) once queries are normalised.
+    assert raw(features).compactness > 1.0
+    assert normalised(features).compactness <= 4 / 8 + 1e-6
+    # The skip connection still adds the unnormalised features.
+    normalised.eval()
+    readout = normalised(features).features
+    assert torch.allclose((readout - features).norm(dim=1), torch.ones(2, 4, 4), atol=1e-5)
