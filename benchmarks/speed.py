@@ -1214,6 +1214,11 @@ def _defect_goals(defects: list[dict[str, str]], train: list[dict[str, str]]) ->
     return lines + (share_lines or [(goal_share, "no RecSem step at the defect benchmark's size/batch", _met(None))])
 
 
+def _status_text(row: dict[str, str]) -> str:
+    """A row's status, with its note when the cell did not run cleanly."""
+    return row["status"] + (f" ({row['note']})" if row["status"] != "ok" and row.get("note") else "")
+
+
 def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -1290,7 +1295,7 @@ def write_summary(output: Path) -> Path:
                     _short(row["ms_per_image"], 4), _short(row["images_per_second"]),
                     _short(str(float(row["parameters"]) / 1e6) if row.get("parameters") else ""),
                     _short(row["gflops"], 4),
-                    row["status"] + (f" ({row['note']})" if row["status"] != "ok" and row.get("note") else ""),
+                    _status_text(row),
                 ]
                 for row in speed
             ],
@@ -1311,7 +1316,7 @@ def write_summary(output: Path) -> Path:
                     row["model"], row["image_size"], row["batch_size"], _short(row["seconds_per_step"], 4),
                     _short(row["synthesis_share"], 2), _short(row["peak_rss_mb"], 5), _short(row["peak_delta_mb"], 5),
                     row.get("augmenter") or "-",
-                    row["status"] + (f" ({row['note']})" if row["status"] != "ok" and row.get("note") else ""),
+                    _status_text(row),
                 ]
                 for row in train
             ],

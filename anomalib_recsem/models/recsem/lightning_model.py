@@ -29,7 +29,6 @@ from torchvision.transforms.v2 import Resize
 
 from anomalib_recsem.data.synthetic_defect import SyntheticDefect
 
-from .discriminator import DISCRIMINATORS
 from .loss import RecSemLoss
 from .torch_model import RecSemModel, check_image_size
 
@@ -190,9 +189,6 @@ class RecSem(AnomalibModule):
         visualizer: Visualizer | bool = True,
     ) -> None:
         size = check_image_size(image_size)
-        if discriminator not in DISCRIMINATORS:
-            msg = f"discriminator must be one of {DISCRIMINATORS}, got {discriminator!r}."
-            raise ValueError(msg)
         if discriminator_input not in DISCRIMINATOR_INPUTS:
             msg = f"discriminator_input must be one of {DISCRIMINATOR_INPUTS}, got {discriminator_input!r}."
             raise ValueError(msg)
