@@ -56,8 +56,9 @@ from anomalib.data.datamodules.base.image import AnomalibDataModule
 from anomalib.data.datasets.base.image import AnomalibDataset
 from anomalib.data.utils import LabelName, Split, TestSplitMode, ValSplitMode
 from pandas import DataFrame
-from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import Transform
+
+from .validation import DataValidationError, read_image_size
 
 logger = logging.getLogger(__name__)
 
@@ -93,11 +94,11 @@ _WHERE_TO_FIND = (
 )
 
 
-class DAGMFormatError(ValueError):
+class DAGMFormatError(DataValidationError):
     """Raised when DAGM files exist but their content is invalid.
 
-    Covers malformed ``Labels.txt`` rows, unreadable images and masks whose
-    size differs from their image.
+    Covers malformed ``Labels.txt`` rows, unreadable or truncated images and
+    masks whose size differs from their image. A ``ValueError``.
     """
 
 
@@ -296,13 +297,8 @@ def parse_dagm_labels(labels_file: str | Path) -> list[DAGMLabelRow]:
 
 
 def _image_size(path: Path, what: str) -> tuple[int, int]:
-    """Read an image's size from its header only (no pixel decoding)."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        msg = f"Cannot read {what} {path}: {error}"
-        raise DAGMFormatError(msg) from error
+    """Read an image's size, checking that the file is a complete image (PNG: CRCs, no decoding)."""
+    return read_image_size(path, what, error_type=DAGMFormatError)
 
 
 def _read_split_folder(split_dir: Path) -> list[dict[str, object]]:
@@ -463,7 +459,7 @@ def make_dagm_dataset(
             raise ValueError(msg)
         records = [record for record in records if record["split"] == split_value]
 
-    # Header checks only for the samples returned: cheap, and what will be loaded.
+    # File checks (complete images, mask sizes) only for the samples returned: what will be loaded.
     for record in records:
         image_size = _image_size(Path(str(record["image_path"])), "image")
         if record["mask_path"]:

@@ -29,13 +29,16 @@ from torchvision.transforms.v2 import Resize
 
 from anomalib_recsem.data.synthetic_defect import SyntheticDefect
 
+from .export import AtomicExportMixin
 from .loss import RecSemLoss
+from .safeguards import SafeguardsMixin, check_checkpoint_matches
 from .torch_model import RecSemModel, check_image_size
 
 logger = logging.getLogger(__name__)
 
 DISCRIMINATOR_INPUTS = ("augmented", "clean")
 RNG_STATE_KEY = "recsem_rng_state"
+RANK_SEED_KEY = "recsem_rank_seed"
 
 
 def capture_rng_state() -> dict[str, Any]:
@@ -76,6 +79,36 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def seed_rank_generators(base: int, epoch: int, rank: int) -> None:
+    """Seed Python's, NumPy's and torch's (CPU and all CUDA) generators from ``(base, epoch, rank)``.
+
+    Used under distributed training only (see :meth:`RecSem.on_train_epoch_start`). A
+    ``SeedSequence`` over the three numbers gives well-separated streams for every rank
+    and epoch, as Lightning does for data-loader workers (``pl_worker_init_function``).
+    """
+    sequence = np.random.SeedSequence([base, epoch, rank])
+    python_seed, torch_seed = (int(value) for value in sequence.generate_state(2, dtype=np.uint64))
+    random.seed(python_seed)
+    np.random.seed(sequence.generate_state(4))
+    torch.manual_seed(torch_seed)
+
+
+@torch.no_grad()
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Copy process ``src``'s buffers of ``module`` to every process (one broadcast per dtype).
+
+    Needs an initialised default process group; every process must call it.
+    """
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for buffer in module.buffers():
+        by_dtype.setdefault(buffer.dtype, []).append(buffer)
+    for buffers in by_dtype.values():
+        flat = torch.cat([buffer.reshape(-1) for buffer in buffers])
+        torch.distributed.broadcast(flat, src=src)
+        for buffer, value in zip(buffers, flat.split([buffer.numel() for buffer in buffers]), strict=True):
+            buffer.copy_(value.view_as(buffer))
+
+
 def warmup_cosine(epoch: int, total_epochs: int, warmup_fraction: float = 0.2, floor: float = 0.1) -> float:
     """Learning-rate multiplier of the authors' schedule, relative to the run's length.
 
@@ -105,7 +138,7 @@ def warmup_cosine(epoch: int, total_epochs: int, warmup_fraction: float = 0.2, f
     return max(floor, 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup) / (total_epochs - warmup))))
 
 
-class RecSem(AnomalibModule):
+class RecSem(SafeguardsMixin, AtomicExportMixin, AnomalibModule):
     """RecSem: image reconstruction through prototype memory + semantic difference discrimination.
 
     Training needs only defect-free images: every batch is expanded with synthetic defects
@@ -235,6 +268,8 @@ class RecSem(AnomalibModule):
         # Several optimiser steps per batch (see positive_aug_ratio), so steps are manual.
         self.automatic_optimization = False
         self._synthetic_defect: SyntheticDefect | None = None
+        # Shared by all ranks of a distributed run, drawn in on_fit_start; None otherwise.
+        self._rank_seed: int | None = None
 
     @property
     def synthetic_defect(self) -> SyntheticDefect:
@@ -249,21 +284,42 @@ class RecSem(AnomalibModule):
         """Store the random generators' states so a resumed run draws the same data order
         and synthetic defects as an uninterrupted one."""
         checkpoint[RNG_STATE_KEY] = capture_rng_state()
+        # Under DDP only rank 0 writes the file, so the state above is rank 0's. The other
+        # ranks' streams are not lost: they are re-derived from this shared seed at every
+        # epoch start (see on_train_epoch_start), so resuming at an epoch boundary stays exact.
+        if self._rank_seed is not None:
+            checkpoint[RANK_SEED_KEY] = self._rank_seed
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """When resuming training, continue the random streams where the checkpoint left them.
 
         Restored here, before Lightning builds the training data loader, because the loader
         draws from the global generator as soon as it is built. Loading a checkpoint for
-        testing, prediction or export leaves the generators alone.
+        testing, prediction or export leaves the generators alone. A checkpoint whose network
+        does not fit this model fails first, naming the file and the differing arguments.
         """
+        check_checkpoint_matches(self, checkpoint)
         state = checkpoint.get(RNG_STATE_KEY)
         if state is not None and self._trainer is not None and self.trainer.state.fn == TrainerFn.FITTING:
             restore_rng_state(state)
+            self._rank_seed = checkpoint.get(RANK_SEED_KEY)
 
     def on_fit_start(self) -> None:
-        """Fail before the first epoch, not in it, when the defect source is unusable."""
+        """Fail before the first epoch, not in it, when the defect source is unusable.
+
+        Under distributed training, also fix the seed from which every rank's random
+        streams are derived (see :meth:`on_train_epoch_start`).
+        """
+        # Built (and checked) on every rank: each process has its own copy. A rank that
+        # fails here (say, a texture folder missing on one node) exits with the error, and
+        # the launcher (Lightning's process observer, torchrun, mp.spawn) ends the others.
         _ = self.synthetic_defect
+        if self._distributed() and self._rank_seed is None:
+            # Drawn from rank 0's generator (deterministic when the run is seeded) and
+            # broadcast, so that every rank, and the checkpoint, hold the same value even when
+            # the ranks were not seeded alike. Every rank calls broadcast (a collective).
+            drawn = int(torch.randint(0, 2**62, (1,)).item())
+            self._rank_seed = int(self.trainer.strategy.broadcast(drawn, src=0))
 
     def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Expand the batch with synthetic defects and take one optimiser step per ``B`` samples.
@@ -308,9 +364,33 @@ class RecSem(AnomalibModule):
             optimizer.step()
             for name, value in terms.items():
                 totals[name] = totals.get(name, 0.0) + value.detach() / copies
-        self.log("train_loss", totals.pop("loss"), on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size)
-        self.log_dict({f"train_{name}": value for name, value in totals.items()}, on_epoch=True, batch_size=batch_size)
+        if self._distributed():
+            # DDP keeps parameters equal (gradients are averaged), but buffers -- BatchNorm's
+            # running statistics -- follow each rank's own batches. DDP normally copies rank 0's
+            # buffers to all ranks at every forward; under manual optimisation Lightning keeps
+            # that from happening after the first step, so the ranks' running statistics drift
+            # apart and validation, thresholds and test would mix N different models (and
+            # differ from the rank-0 checkpoint). Do what DDP would do, once per batch.
+            broadcast_buffers(self.model)
+        # sync_dist: under DDP the epoch values are means over all ranks' batches, not rank 0's
+        # alone (a scalar all-reduce per value and step; nothing when there is one process).
+        self.log("train_loss", totals.pop("loss"), on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size,
+                 sync_dist=True)
+        self.log_dict({f"train_{name}": value for name, value in totals.items()}, on_epoch=True, batch_size=batch_size,
+                      sync_dist=True)
         return None
+
+    def _distributed(self) -> bool:
+        """Whether this module trains in a process group of several ranks (DDP).
+
+        False without a trainer too, so steps can be called directly (tests, notebooks).
+        """
+        return (
+            self._trainer is not None
+            and self.trainer.world_size > 1
+            and torch.distributed.is_available()
+            and torch.distributed.is_initialized()
+        )
 
     def _check_finite(self, terms: dict[str, torch.Tensor]) -> None:
         values = torch.stack([value.detach() for value in terms.values()])
@@ -325,7 +405,7 @@ class RecSem(AnomalibModule):
         raise FloatingPointError(msg)
 
     def on_train_epoch_start(self) -> None:
-        """Set this epoch's learning rate.
+        """Set this epoch's learning rate; under distributed training, reseed this rank.
 
         The rate is a pure function of the epoch index rather than the state of an
         ``LRScheduler``, so a run resumed from any checkpoint continues on the same curve.
@@ -334,7 +414,20 @@ class RecSem(AnomalibModule):
         rate = self.learning_rate * warmup_cosine(self.current_epoch, total_epochs)
         for group in self.optimizers().optimizer.param_groups:
             group["lr"] = rate
-        self.log("learning_rate", rate, on_step=False, on_epoch=True)
+        # Same value on every rank; sync_dist only silences Lightning's distributed warning.
+        self.log("learning_rate", rate, on_step=False, on_epoch=True, sync_dist=True)
+        if self._distributed() and self._rank_seed is not None:
+            # Lightning reseeds every DDP process with the run's seed when it sets up DDP
+            # (reset_seed), so without this the ranks of a seeded run would draw the same
+            # synthetic defects and shuffles: N copies of every defect per step, no more defect
+            # variety than one process.
+            # Reseeding from (shared seed, epoch, rank) gives each rank its own stream that
+            # is still a pure function of the run's seed and world size, and that a run
+            # resumed at an epoch boundary recovers without storing every rank's state.
+            # Nothing that must agree across ranks draws from these generators: the
+            # DistributedSampler has its own seeded generator, and DDP broadcasts rank 0's
+            # weights at start-up and averages gradients at every step.
+            seed_rank_generators(self._rank_seed, self.current_epoch, self.global_rank)
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Predict anomaly maps and scores for the validation batch.

@@ -437,6 +437,19 @@ def test_unreadable_file(dagm_copy: Path, what: str) -> None:
     assert f"Cannot read {what}" in str(error.value)
 
 
+@pytest.mark.parametrize("what", ["image", "mask"])
+def test_truncated_file(dagm_copy: Path, what: str) -> None:
+    """A PNG cut in half has a valid header; it is still refused, by name, before training."""
+    labels = dagm_copy / "Class1" / "Test" / "Label" / "Labels.txt"
+    image_name, label_name = _first_row(labels, defective=True)
+    split_dir = dagm_copy / "Class1" / "Test"
+    broken = split_dir / image_name if what == "image" else split_dir / "Label" / str(label_name)
+    data = broken.read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    with pytest.raises(DAGMFormatError, match=re.escape(f"Cannot read {what} {broken}")):
+        _datamodule(dagm_copy, category="Class1").setup()
+
+
 def test_unlisted_images_are_ignored_with_warning(dagm_copy: Path, caplog: pytest.LogCaptureFixture) -> None:
     _write_png(dagm_copy / "Class1" / "Test" / "9999.PNG")
     with caplog.at_level("WARNING", logger="anomalib_recsem.data.dagm"):

@@ -1,0 +1,106 @@
+"""Atomic exports: a failed or interrupted export never leaves files that look valid.
+
+anomalib's ``ExportMixin`` writes ``model.pt``, ``model.onnx`` (+ ``model.onnx.data``) and
+``model.xml`` + ``model.bin`` straight into ``<export_root>/weights/<type>/``. An export that
+fails or is killed halfway (tracing error, full disk, Ctrl-C) leaves a truncated file under the
+final name, or a new ``model.xml`` beside the previous ``model.bin``, and the previous export is
+lost. :class:`AtomicExportMixin` runs anomalib's export into a hidden staging folder next to the
+target folder (``<export_root>/weights/.<type>-*.partial``) and moves the files into place with
+``os.replace`` only once the export has returned: weight files first, the file that names the
+model (``.pt``, ``.onnx``, ``.xml``) last. Until then the previous export is untouched; a failure
+removes the staging folder, a hard kill may leave it behind (its name marks it as partial).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from anomalib.deploy.export import ExportType
+
+logger = logging.getLogger(__name__)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file, or a folder's entries, to disk (best effort where the OS refuses)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. folders on Windows
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
+
+
+def atomic_export(export_root: Path | str, export_type: ExportType, write: Callable[[Path], Path]) -> Path:
+    """Run ``write(staging_root)`` and move what it wrote into ``<export_root>/weights/<type>/``.
+
+    Args:
+        export_root: The export root the caller asked for.
+        export_type: Decides the target folder, ``weights/<export_type.value>``.
+        write: An anomalib exporter bound to everything but its ``export_root``; it writes
+            under ``<staging_root>/weights/<type>/`` and returns the model file's path.
+
+    Returns:
+        Path: The model file's final path (what anomalib's exporter would have returned).
+    """
+    weights = Path(export_root) / "weights"
+    weights.mkdir(parents=True, exist_ok=True)
+    target = weights / export_type.value
+    # Staging beside the target folder, so os.replace never crosses a filesystem.
+    staging = Path(tempfile.mkdtemp(prefix=f".{export_type.value}-", suffix=".partial", dir=weights))
+    try:
+        written = Path(write(staging)).resolve()
+        produced = staging.resolve() / "weights" / export_type.value
+        files = sorted((path for path in produced.rglob("*") if path.is_file()), key=lambda path: path == written)
+        for path in files:
+            _fsync(path)
+        final: Path | None = None
+        for path in files:  # the model file itself comes last
+            destination = target / path.relative_to(produced)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, destination)
+            if path == written:
+                final = destination
+        _fsync(target)
+        if final is None:  # an exporter that wrote its model file elsewhere
+            msg = f"The {export_type.value} export returned {written}, outside its export root {produced}."
+            raise RuntimeError(msg)
+        return final
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+class AtomicExportMixin:
+    """Makes anomalib's ``to_torch``, ``to_onnx`` and ``to_openvino`` atomic (see the module docstring).
+
+    Put it before ``AnomalibModule`` in the bases. Arguments, file names and return values are
+    anomalib's own.
+    """
+
+    def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
+        """anomalib's ``to_torch``, written atomically."""
+        export = super().to_torch  # type: ignore[misc]
+        return atomic_export(export_root, ExportType.TORCH, lambda root: export(root, model_file_name))
+
+    def to_onnx(self, export_root: Path | str, model_file_name: str = "model",
+                input_size: tuple[int, int] | None = None, **kwargs: Any) -> Path:  # noqa: ANN401
+        """anomalib's ``to_onnx``, written atomically."""
+        export = super().to_onnx  # type: ignore[misc]
+        return atomic_export(export_root, ExportType.ONNX,
+                             lambda root: export(root, model_file_name, input_size, **kwargs))
+
+    def to_openvino(self, export_root: Path | str, model_file_name: str = "model",
+                    input_size: tuple[int, int] | None = None, **kwargs: Any) -> Path:  # noqa: ANN401
+        """anomalib's ``to_openvino`` (compression, ``ov_kwargs``, ... passed on), written atomically."""
+        export = super().to_openvino  # type: ignore[misc]
+        return atomic_export(export_root, ExportType.OPENVINO,
+                             lambda root: export(root, model_file_name, input_size, **kwargs))

@@ -1,0 +1,80 @@
+"""Tests of RecSem's checkpoint and export safeguards, without training."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from anomalib_recsem import RecSem
+from anomalib_recsem.models.recsem.safeguards import (
+    CheckpointMismatchError,
+    UntrainedModelError,
+    check_checkpoint_matches,
+    checkpoint_differences,
+    loading_checkpoint,
+    require_trained,
+)
+from tests.conftest import TINY_RECSEM
+
+
+def _checkpoint(model: RecSem) -> dict:
+    return {"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}
+
+
+def test_equal_networks_compare_equal() -> None:
+    assert checkpoint_differences({"image_size": 64, "memory_scales": None},
+                                  {"image_size": [64, 64], "memory_scales": [2, 4]}) == []
+    assert checkpoint_differences({"image_size": 64, "memory_scales": None, "discriminator": "unet"},
+                                  {"image_size": 64, "memory_scales": (2,), "discriminator": "fusion"}) == [
+        "memory_scales=(2,) in the checkpoint (model: (2, 4))",
+        "discriminator='fusion' in the checkpoint (model: 'unet')",
+    ]
+
+
+def test_fitting_checkpoint_passes_even_with_other_scoring_arguments() -> None:
+    model = RecSem(**TINY_RECSEM)
+    other = RecSem(**{**TINY_RECSEM, "score_top_k": 3})
+    check_checkpoint_matches(other, _checkpoint(model))
+
+
+@pytest.mark.parametrize(("argument", "value"), [("reconstruction_width", 16), ("discriminator_width", 4),
+                                                 ("num_prototypes", 7), ("location_embedding", False),
+                                                 ("image_size", 96), ("discriminator", "fusion")])
+def test_mismatch_names_the_argument(argument: str, value: object) -> None:
+    stored = _checkpoint(RecSem(**TINY_RECSEM))
+    model = RecSem(**{**TINY_RECSEM, argument: value})
+    with pytest.raises(CheckpointMismatchError) as error:
+        check_checkpoint_matches(model, stored)
+    message = str(error.value)
+    assert message.startswith("The checkpoint does not fit")
+    assert f"{argument}=" in message
+    assert "\n" not in message
+    with loading_checkpoint("/runs/model.ckpt"), pytest.raises(CheckpointMismatchError, match="/runs/model.ckpt"):
+        check_checkpoint_matches(model, stored)
+
+
+def test_mismatch_without_hyper_parameters_lists_tensors() -> None:
+    stored = {"state_dict": RecSem(**{**TINY_RECSEM, "reconstruction_width": 16}).state_dict()}
+    with pytest.raises(CheckpointMismatchError, match=re.escape("model.encoder.block1.0.weight: (16, 3, 3, 3)")):
+        check_checkpoint_matches(RecSem(**TINY_RECSEM), stored)
+
+
+def test_export_refused_until_thresholds_are_learned() -> None:
+    model = RecSem(**TINY_RECSEM)
+    with pytest.raises(UntrainedModelError, match=re.escape("--ckpt_path")):
+        require_trained(model, "onnx")
+    model.post_processor._image_threshold.fill_(0.5)  # noqa: SLF001  as validation would
+    require_trained(model, "onnx")
+    require_trained(RecSem(**TINY_RECSEM, post_processor=False), "onnx")  # nothing to tell from
+
+
+def test_thresholds_survive_a_state_dict_round_trip() -> None:
+    """The check reads buffers that checkpoints restore."""
+    trained = RecSem(**TINY_RECSEM)
+    trained.post_processor.image_min.fill_(0.1)
+    fresh = RecSem(**TINY_RECSEM)
+    fresh.load_state_dict(trained.state_dict())
+    assert torch.isfinite(fresh.post_processor.image_min)
+    require_trained(fresh, "torch")
