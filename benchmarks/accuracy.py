@@ -9,7 +9,7 @@ comparison is of the two methods at equal size and budget, not of published chec
 Commands (from the repository root)::
 
     uv run python benchmarks/accuracy.py                      # RecSem + DRAEM, seeds 0 1 2
-    uv run python benchmarks/accuracy.py --ablation           # RecSem variants, seed 0
+    uv run python benchmarks/accuracy.py --ablation           # RecSem variants, seeds 0 1 2
     uv run python benchmarks/accuracy.py --summarise-only     # ACCURACY.md + chart
     uv run python benchmarks/accuracy.py --smoke --output /tmp/acc   # < 2 min check
     uv run python benchmarks/accuracy.py --preset paper --image-size 256 --epochs 20   # GPU: full widths
@@ -54,7 +54,7 @@ DEFAULT_TEXTURES = SHARED_DATASETS / "dtd" / "images"
 
 #: Chosen from measured times on 2 idle CPU cores (benchmarks/README.md): a RecSem run at
 #: the CPU preset on all 761 training images takes about 7 minutes, a DRAEM run about 5, and
-#: 3 seeds x 2 models + 3 ablation runs about an hour.
+#: 3 seeds x 2 models about 35 minutes, and the 3 x 3 ablation runs another hour.
 DEFAULT_EPOCHS = 3
 DEFAULT_TRAIN_LIMIT: int | None = None
 #: 0 is anomalib's default: validate on the whole test set.
@@ -903,8 +903,9 @@ def ablation_lines(rows: list[dict[str, str]]) -> list[str]:
     lines += [
         f"Settings: {_distinct(rows, 'image_size')} px, {_distinct(rows, 'epochs')} epochs, "
         f"{_distinct(rows, 'train_images')} training images, seeds {_distinct(rows, 'seed')}. "
-        "Δ is the difference to the `default` variant; with one seed per variant, compare it with the "
-        "seed-to-seed standard deviation in the main table before reading anything into it.",
+        "Δ is the variant's mean minus the `default` variant's, ± the standard error of that difference "
+        "over seeds (shown from two seeds per variant on); a Δ within about two standard errors is no "
+        "evidence either way.",
         "",
         "| variant | memory scales | location embedding | discriminator | runs | image AUROC | Δ | pixel AUPRO | Δ |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -915,9 +916,11 @@ def ablation_lines(rows: list[dict[str, str]]) -> list[str]:
             continue
         cells = []
         for metric in ("image_AUROC", "pixel_AUPRO"):
-            mean = mean_std(_floats(variant_rows, metric))[0]
-            delta = mean - base[metric] if baseline and variant != BASELINE else math.nan
-            cells += [fmt(_floats(variant_rows, metric)), "" if math.isnan(delta) else f"{delta:+.3f}"]
+            values = _floats(variant_rows, metric)
+            delta = mean_std(values)[0] - base[metric] if baseline and variant != BASELINE else math.nan
+            error = standard_error(values, _floats(baseline, metric))
+            shown = "" if math.isnan(delta) else f"{delta:+.3f}" + ("" if math.isnan(error) else f" ± {error:.3f}")
+            cells += [fmt(values), shown]
         described = [
             _distinct(variant_rows, column) for column in ("memory_scales", "location_embedding", "discriminator")
         ]
@@ -1008,7 +1011,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--models", nargs="+", choices=MODELS, default=list(MODELS), help="Models of the main comparison."
     )
-    parser.add_argument("--seeds", nargs="+", type=int, help="Seeds (default: 0 1 2; with --ablation: 0).")
+    parser.add_argument("--seeds", nargs="+", type=int, help="Seeds (default: 0 1 2).")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="Training epochs.")
     parser.add_argument(
         "--train-limit",
@@ -1173,7 +1176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             accelerator=arguments.accelerator,
             preset=arguments.preset,
         )
-        seeds = arguments.seeds or ([0] if arguments.ablation else [0, 1, 2])
+        seeds = arguments.seeds or [0, 1, 2]
         if arguments.smoke:
             data_root, textures = write_smoke_data(Path(scratch.name))
             settings = replace(

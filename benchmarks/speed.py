@@ -301,6 +301,25 @@ class Plan:
     warm_dtd_cache: bool
     seed: int = 0
 
+    def measure(
+        self,
+        call: Callable[[], object],
+        *,
+        warmup: int | None = None,
+        budget_s: float | None = None,
+        setup: Callable[[], object] | None = None,
+    ) -> Timing:
+        """:func:`measure` with this plan's repetitions; warm-up and budget default to an inference cell's."""
+        return measure(
+            call,
+            warmup=self.warmup if warmup is None else warmup,
+            min_reps=self.min_reps,
+            max_reps=self.max_reps,
+            target_s=self.target_s,
+            budget_s=self.cell_budget_s if budget_s is None else budget_s,
+            setup=setup,
+        )
+
 
 FULL_DEFAULTS: dict[str, Any] = {
     "models": ["recsem_cpu", "recsem_paper", "draem"],
@@ -664,14 +683,7 @@ def train_cell(spec: ModelSpec, image_size: int, batch: int, plan: Plan, budget_
     baseline_kb = _status_kb("VmRSS")
     reset = _reset_peak_rss()
     # One warm-up step: it allocates Adam's state and oneDNN primitives.
-    timing = measure(
-        step,
-        warmup=1,
-        min_reps=plan.min_reps,
-        max_reps=plan.max_reps,
-        target_s=plan.target_s,
-        budget_s=budget_s,
-    )
+    timing = plan.measure(step, warmup=1, budget_s=budget_s)
     peak_kb = _status_kb("VmHWM")
     timed_synthesis = synthesis[timing.warmup :]
     synthesis_s = statistics.median(timed_synthesis) if timed_synthesis else math.nan
@@ -863,15 +875,7 @@ def run_defects(plan: Plan, table: CsvTable, train_rows: list[dict[str, str]], b
             if case.fresh_each_call:
                 holder["run"] = case.make()
 
-        timing = measure(
-            lambda holder=holder: holder["run"](images),
-            warmup=plan.warmup,
-            min_reps=plan.min_reps,
-            max_reps=plan.max_reps,
-            target_s=plan.target_s,
-            budget_s=plan.cell_budget_s,
-            setup=setup,
-        )
+        timing = plan.measure(lambda holder=holder: holder["run"](images), setup=setup)
         row.update(
             {
                 "ms_per_batch": 1e3 * timing.median_s,
@@ -1003,14 +1007,7 @@ def _eager_cell(
         with torch.inference_mode():
             last["anomaly_map"] = model(images).anomaly_map
 
-    timing = measure(
-        call,
-        warmup=plan.warmup,
-        min_reps=plan.min_reps,
-        max_reps=plan.max_reps,
-        target_s=plan.target_s,
-        budget_s=plan.cell_budget_s,
-    )
+    timing = plan.measure(call)
     references[images.shape[0]] = last["anomaly_map"].numpy()
     return _timing_columns(timing, images.shape[0]) | {"precision": "f32"}
 
@@ -1038,14 +1035,7 @@ def _openvino_cell(
     def call() -> None:
         request.infer({0: data})
 
-    timing = measure(
-        call,
-        warmup=plan.warmup,
-        min_reps=plan.min_reps,
-        max_reps=plan.max_reps,
-        target_s=plan.target_s,
-        budget_s=plan.cell_budget_s,
-    )
+    timing = plan.measure(call)
     anomaly_map = request.get_output_tensor(1).data
     reference = references.get(batch)
     return _timing_columns(timing, batch) | {
