@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 __all__ = ["perlin_noise_2d"]
@@ -44,20 +43,19 @@ def _fade(t: Tensor) -> Tensor:
     return t * t * t * (t * (t * 6 - 15) + 10)
 
 
-def _axis_matrices(res: Tensor, size: int, table: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """Per-axis interpolation matrices.
+def _axis_weights(res: Tensor, size: int, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Lattice corners and interpolation terms of every pixel along one axis.
 
     Args:
         res: Lattice cells along this axis per image, shape ``(N,)``, values in
             ``[1, size]``.
         size: Number of pixels along the axis.
-        table: Gradient-table length along the axis (``max(res) + 1``).
         dtype: Floating dtype.
 
     Returns:
-        ``(weight, weighted_offset)``, both of shape ``(N, size, table)``:
-        ``sum_d w(d) * onehot(cell + d)`` and ``sum_d w(d) * (frac - d) * onehot(cell + d)``
-        over the two lattice corners ``d in {0, 1}``.
+        ``(corners, weight, weighted_offset)``, each of shape ``(N, size, 2)``: the
+        table indices ``cell + d`` of the two lattice corners ``d in {0, 1}``, their
+        interpolation weights ``w(d)`` and ``w(d) * (frac - d)``.
     """
     pos = (torch.arange(size, device=res.device, dtype=dtype) + 0.5).unsqueeze(0)
     lattice = pos * (res.to(dtype).unsqueeze(1) / size)  # (N, size)
@@ -66,13 +64,20 @@ def _axis_matrices(res: Tensor, size: int, table: int, dtype: torch.dtype) -> tu
     # Round-off must not push a pixel into cell res (its +1 corner would be off-table).
     cell = torch.minimum(cell.long(), (res - 1).unsqueeze(1))
     fade = _fade(frac)
-    near = F.one_hot(cell, table).to(dtype)  # (N, size, table)
-    far = F.one_hot(cell + 1, table).to(dtype)
-    w_near = (1 - fade).unsqueeze(-1)
-    w_far = fade.unsqueeze(-1)
-    weight = w_near * near + w_far * far
-    weighted_offset = (w_near * frac.unsqueeze(-1)) * near + (w_far * (frac - 1).unsqueeze(-1)) * far
-    return weight, weighted_offset
+    corners = torch.stack((cell, cell + 1), dim=2)
+    weight = torch.stack((1 - fade, fade), dim=2)
+    weighted_offset = weight * torch.stack((frac, frac - 1), dim=2)
+    return corners, weight, weighted_offset
+
+
+def _spread(corners: Tensor, values: Tensor, table: int) -> Tensor:
+    """``(N, size, table)`` matrix holding ``values`` at the ``corners`` columns, zero elsewhere.
+
+    Each row has just two non-zeros, so a scatter into zeros builds it in one pass
+    (the sum of one-hot matrices scaled by the weights gives the same numbers).
+    """
+    shape = (*corners.shape[:2], table)
+    return torch.zeros(shape, device=values.device, dtype=values.dtype).scatter_(2, corners, values)
 
 
 def perlin_noise_2d(
@@ -122,15 +127,21 @@ def perlin_noise_2d(
     angles = (angles * (2 * math.pi)).to(device)
     grad_y, grad_x = torch.cos(angles), torch.sin(angles)
 
-    row_weight, row_offset = _axis_matrices(res_y, height, table_h, dtype)  # (N, H, Ty)
-    col_weight, col_offset = _axis_matrices(res_x, width, table_w, dtype)  # (N, W, Tx)
+    row_corners, row_weight, row_offset = _axis_weights(res_y, height, dtype)  # (N, H, 2) each
+    col_corners, col_weight, col_offset = _axis_weights(res_x, width, dtype)  # (N, W, 2) each
     # (N, 2*Ty, W): gradient tables already interpolated along the columns.
     right = torch.cat(
         (
-            torch.bmm(grad_y, col_weight.transpose(1, 2)),
-            torch.bmm(grad_x, col_offset.transpose(1, 2)),
+            torch.bmm(grad_y, _spread(col_corners, col_weight, table_w).transpose(1, 2)),
+            torch.bmm(grad_x, _spread(col_corners, col_offset, table_w).transpose(1, 2)),
         ),
         dim=1,
     )
-    left = torch.cat((row_offset, row_weight), dim=2) * math.sqrt(2.0)  # (N, H, 2*Ty)
+    # (N, H, 2*Ty): the offset terms against the first half of `right`, the weights
+    # against the second.
+    left = _spread(
+        torch.cat((row_corners, row_corners + table_h), dim=2),
+        torch.cat((row_offset, row_weight), dim=2) * math.sqrt(2.0),
+        2 * table_h,
+    )
     return torch.bmm(left, right)

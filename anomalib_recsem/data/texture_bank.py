@@ -25,6 +25,8 @@ import torch.nn.functional as F  # noqa: N812
 from PIL import Image
 from torch import Tensor
 
+from ._rows import put_rows_, take_rows
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "PROCEDURAL_RENDER_SIZE",
@@ -74,6 +76,18 @@ def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.G
     return torch.rand(shape, generator=generator) * (high - low) + low
 
 
+def _rand_split(generator: torch.Generator | None, *shapes: tuple[int, ...]) -> list[Tensor]:
+    """``[torch.rand(shape, generator=generator) for shape in shapes]`` from one draw.
+
+    The CPU generator fills a tensor element by element, so one draw split into views
+    gives the same numbers and leaves the generator in the same state as the separate
+    draws, for a fraction of the per-call overhead.
+    """
+    sizes = [math.prod(shape) for shape in shapes]
+    draws = torch.rand(sum(sizes), generator=generator).split(sizes)
+    return [draw.view(shape) for draw, shape in zip(draws, shapes, strict=True)]
+
+
 def _value_noise(
     count: int,
     channels: int,
@@ -89,15 +103,20 @@ def _value_noise(
         image and channel.
     """
     finest = _OCTAVES[-1]
-    weights = torch.rand(count, len(_OCTAVES), generator=generator) ** 2 + 1e-3
+    weights, tilt, *grids = _rand_split(
+        generator,
+        (count, len(_OCTAVES)),
+        (count, 1),
+        *((count, channels, lattice, lattice) for lattice in _OCTAVES),
+    )
+    weights = weights**2 + 1e-3
     # A random "roughness" tilts the weights towards coarse or fine octaves.
-    tilt = _uniform((count, 1), -1.5, 1.5, generator)
+    tilt = tilt * 3.0 - 1.5  # U(-1.5, 1.5)
     weights = weights * torch.exp(tilt * torch.linspace(-1, 1, len(_OCTAVES)))
     total = torch.zeros(count, channels, finest, finest)
-    for octave, lattice in enumerate(_OCTAVES):
-        grid = torch.rand(count, channels, lattice, lattice, generator=generator)
+    for octave, (lattice, grid) in enumerate(zip(_OCTAVES, grids, strict=True)):
         if lattice != finest:
-            grid = resize_bilinear(grid, finest, finest)
+            grid = resize_bilinear(grid, finest, finest)  # noqa: PLW2901
         total += weights[:, octave].view(count, 1, 1, 1) * grid
     total = total.to(device)
     # Normalise on the small lattice (cheap) rather than on the upsampled image.
@@ -109,19 +128,34 @@ def _value_noise(
 
 def _draw_layer_params(count: int, generator: torch.Generator | None) -> dict[str, Tensor]:
     """Per-image parameters of one pattern layer (all drawn, used or not, for a fixed RNG stream)."""
+    family = torch.randint(0, _NUM_FAMILIES, (count,), generator=generator)
+    angle, frequency, phase, hardness, level, radial, centre, colours, contrast = _rand_split(
+        generator, (count,), (count,), (count,), (count,), (count,), (count,), (count, 2), (count, 2, 3), (count,)
+    )
     return {
-        "family": torch.randint(0, _NUM_FAMILIES, (count,), generator=generator),
-        "angle": _uniform((count,), 0.0, math.pi, generator),
+        "family": family,
+        "angle": angle * math.pi,  # U(0, pi)
         # Cycles across the image, log-uniform so that coarse and fine patterns are equally likely.
-        "frequency": torch.exp(_uniform((count,), math.log(1.5), math.log(24.0), generator)),
-        "phase": _uniform((count,), 0.0, 2 * math.pi, generator),
-        "hardness": torch.exp(_uniform((count,), 0.0, math.log(20.0), generator)),
-        "level": _uniform((count,), -0.7, 0.7, generator),
-        "radial": torch.rand(count, generator=generator) < 0.5,
-        "centre": _uniform((count, 2), -1.0, 1.0, generator),
-        "colours": torch.rand(count, 2, 3, generator=generator),
-        "contrast": _uniform((count,), 0.1, 0.3, generator),
+        "frequency": torch.exp(frequency * (math.log(24.0) - math.log(1.5)) + math.log(1.5)),
+        "phase": phase * (2 * math.pi),  # U(0, 2 pi)
+        "hardness": torch.exp(hardness * math.log(20.0)),  # log-uniform in [1, 20)
+        "level": level * 1.4 - 0.7,  # U(-0.7, 0.7)
+        "radial": radial < 0.5,
+        "centre": centre * 2.0 - 1.0,  # U(-1, 1)
+        "colours": colours,
+        "contrast": contrast * (0.3 - 0.1) + 0.1,  # U(0.1, 0.3)
     }
+
+
+# The parameters each pattern family reads.
+_FAMILY_KEYS: dict[int, tuple[str, ...]] = {
+    _COLOUR_NOISE: ("colours", "contrast"),
+    _STRIPES: ("angle", "frequency", "phase", "hardness", "colours"),
+    _CHECKER: ("angle", "frequency", "phase", "hardness", "colours"),
+    _BLOTCHES: ("level", "hardness", "colours"),
+    _GRADIENT: ("angle", "centre", "radial", "colours"),
+    _SOFT_NOISE: ("colours",),
+}
 
 
 def _render_layer(
@@ -137,41 +171,45 @@ def _render_layer(
         Tensor ``(N, 3, H, W)`` in ``[0, 1]``.
     """
     count = params["family"].shape[0]
+    # Render in family order, so that every family writes one contiguous slice of `out`
+    # (no scatter per family), and restore the image order once at the end.
+    order = torch.argsort(params["family"], stable=True)
+    counts = torch.bincount(params["family"], minlength=_NUM_FAMILIES).tolist()
     out = torch.empty(count, 3, height, width, device=device)
     # Aspect-preserving coordinates, about [-1, 1] along the longer side.
     scale = 2.0 / max(height, width)
     ys = ((torch.arange(height, device=device) + 0.5 - height / 2) * scale).view(1, 1, height, 1)
     xs = ((torch.arange(width, device=device) + 0.5 - width / 2) * scale).view(1, 1, 1, width)
+    start = 0
     # Loop over pattern families (a fixed handful), not over images.
-    for family in range(_NUM_FAMILIES):
-        index = (params["family"] == family).nonzero().squeeze(1)
-        num = index.numel()
+    for family, num in enumerate(counts):
         if num == 0:
             continue
-        p = {key: value[index].to(device) for key, value in params.items()}
-        rows = index.to(device)
+        index = order[start : start + num]
+        target = out[start : start + num]
+        start += num
+        p = {key: params[key][index].to(device) for key in _FAMILY_KEYS[family]}
+        low = p["colours"][:, 0].view(num, 3, 1, 1)
         if family == _COLOUR_NOISE:
             noise = _value_noise(num, 3, height, width, generator, device)
-            base = p["colours"][:, 0].view(num, 3, 1, 1)
-            out[rows] = noise.mul_(p["contrast"].view(num, 1, 1, 1)).add_(base).clamp_(0, 1)
+            torch.clamp(noise.mul_(p["contrast"].view(num, 1, 1, 1)).add_(low), 0, 1, out=target)
             continue
-        cos = torch.cos(p["angle"]).view(num, 1, 1, 1)
-        sin = torch.sin(p["angle"]).view(num, 1, 1, 1)
-        # Edges go from soft (hardness 1: a plain sine) to sharp (clipped sine ~ square wave).
-        hardness = p["hardness"].view(num, 1, 1, 1)
-        if family == _STRIPES:
+        if family in (_STRIPES, _CHECKER, _GRADIENT):
+            cos = torch.cos(p["angle"]).view(num, 1, 1, 1)
+            sin = torch.sin(p["angle"]).view(num, 1, 1, 1)
+        if family in (_STRIPES, _CHECKER):
+            # Edges go from soft (hardness 1: a plain sine) to sharp (clipped sine ~ square wave).
+            hardness = p["hardness"].view(num, 1, 1, 1)
             phase = p["phase"].view(num, 1, 1, 1)
             freq = (math.pi * p["frequency"]).view(num, 1, 1, 1)
             field = torch.sin((cos * freq) * xs + ((sin * freq) * ys + phase)).mul_(hardness).clamp_(-1, 1)
-        elif family == _CHECKER:
-            phase = p["phase"].view(num, 1, 1, 1)
-            freq = (math.pi * p["frequency"]).view(num, 1, 1, 1)
-            wave_u = torch.sin((cos * freq) * xs + ((sin * freq) * ys + phase)).mul_(hardness).clamp_(-1, 1)
-            wave_v = torch.sin((cos * freq) * ys + ((-sin * freq) * xs + phase)).mul_(hardness).clamp_(-1, 1)
-            field = wave_u.mul_(wave_v)
+            if family == _CHECKER:
+                wave_v = torch.sin((cos * freq) * ys + ((-sin * freq) * xs + phase)).mul_(hardness).clamp_(-1, 1)
+                field = field.mul_(wave_v)
         elif family in (_BLOTCHES, _SOFT_NOISE):
             noise = _value_noise(num, 1, height, width, generator, device)
             if family == _BLOTCHES:
+                hardness = p["hardness"].view(num, 1, 1, 1)
                 field = noise.sub_(p["level"].view(num, 1, 1, 1)).mul_(hardness * 2).clamp_(-1, 1)
             else:
                 field = noise.mul_(0.4).clamp_(-1, 1)
@@ -182,10 +220,13 @@ def _render_layer(
             use_radial = p["radial"].view(num, 1, 1, 1).to(radial.dtype)
             field = torch.lerp(linear, radial, use_radial).clamp_(-1, 1)
         # Map the [-1, 1] field onto a random two-colour ramp.
-        low = p["colours"][:, 0].view(num, 3, 1, 1)
         high = p["colours"][:, 1].view(num, 3, 1, 1)
-        out[rows] = torch.lerp(low, high, field.add_(1).mul_(0.5))
-    return out
+        torch.lerp(low, high, field.add_(1).mul_(0.5), out=target)
+    if torch.equal(order, torch.arange(count)):
+        return out
+    restore = torch.empty_like(order)
+    restore[order] = torch.arange(count)
+    return take_rows(out, restore)
 
 
 def procedural_textures(
@@ -220,14 +261,14 @@ def procedural_textures(
     render_h, render_w = fit_size(height, width, PROCEDURAL_RENDER_SIZE)
     first = _draw_layer_params(count, generator)
     second = _draw_layer_params(count, generator)
-    mix_weight = _uniform((count,), 0.2, 0.6, generator) * (torch.rand(count, generator=generator) < 0.5)
+    mix_weight, mix_coin = _rand_split(generator, (count,), (count,))
+    mix_weight = (mix_weight * (0.6 - 0.2) + 0.2) * (mix_coin < 0.5)  # U(0.2, 0.6) for half of them
     textures = _render_layer(first, render_h, render_w, generator, device)
     mixed = (mix_weight > 0).nonzero().squeeze(1)
     if mixed.numel() > 0:
         overlay = _render_layer({k: v[mixed] for k, v in second.items()}, render_h, render_w, generator, device)
-        mixed_dev = mixed.to(device)
         weight = mix_weight[mixed].to(device).view(-1, 1, 1, 1)
-        textures.index_copy_(0, mixed_dev, torch.lerp(textures.index_select(0, mixed_dev), overlay, weight))
+        put_rows_(textures, mixed, torch.lerp(take_rows(textures, mixed), overlay, weight))
     return resize_bilinear(textures, height, width)
 
 
@@ -327,7 +368,9 @@ class TextureFolder:
             self._cache[index] = self._decode(index)
         if not wanted:
             return torch.zeros(0, 3, self.size, self.size, dtype=torch.uint8)
-        return torch.stack([self._cache[i] for i in wanted])
+        # NumPy's stack is one serial copy; torch.stack copies each texture in a parallel
+        # region of its own, which costs more in thread wake-ups than the copy itself.
+        return torch.from_numpy(np.stack([self._cache[i].numpy() for i in wanted]))
 
     def sample(
         self,

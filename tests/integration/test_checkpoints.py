@@ -12,7 +12,7 @@ import anomalib.callbacks
 import pytest
 import torch
 import yaml
-from anomalib.data import MVTecAD
+from anomalib.data import Folder, MVTecAD
 from anomalib.engine import Engine
 from fsspec.implementations.local import LocalFileOpener
 from jsonargparse import ArgumentParser
@@ -20,6 +20,7 @@ from lightning.pytorch import Callback, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from anomalib_recsem import RecSem
+from anomalib_recsem.callbacks import BestCheckpoint
 from tests.conftest import TINY_RECSEM
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -53,8 +54,8 @@ def test_configs_declare_best_checkpoints(config: str) -> None:
     declared = [(type(callback), callback.monitor, callback.mode, callback.save_top_k, callback.dirpath,
                  callback.filename) for callback in callbacks]
     assert declared == [
-        (ModelCheckpoint, "image_AUROC", "max", 1, None, "best_image_AUROC"),
-        (ModelCheckpoint, "pixel_AUPRO", "max", 1, None, "best_pixel_AUPRO"),
+        (BestCheckpoint, "image_AUROC", "max", 1, None, "best_image_AUROC"),
+        (BestCheckpoint, "pixel_AUPRO", "max", 1, None, "best_pixel_AUPRO"),
     ]
     # Lightning's class, not anomalib's subclass, which would replace the Engine's weights/lightning/model.ckpt.
     assert not any(isinstance(callback, anomalib.callbacks.ModelCheckpoint) for callback in callbacks)
@@ -107,6 +108,23 @@ def test_best_checkpoint_loads_and_reproduces_its_score(trained: dict[str, Any],
     (metrics,) = trained["engine"].test(model=model, datamodule=trained["datamodule"])
     # Validation and test are the same images here (val_split_mode same_as_test).
     assert metrics[name] == pytest.approx(max(score[name] for score in trained["scores"]), abs=1e-4)
+
+
+@pytest.mark.slow
+def test_data_without_masks_trains_on_and_keeps_the_image_checkpoint(mvtec_root: Path, tmp_path: Path) -> None:
+    """No ground-truth masks, no pixel_AUPRO: its callback warns and training still runs every epoch."""
+    category = mvtec_root / "dummy"
+    datamodule = Folder(name="no_masks", root=category, normal_dir="train/good", abnormal_dir="test/defect",
+                        normal_test_dir="test/good", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    engine = Engine(default_root_dir=tmp_path, max_epochs=2, check_val_every_n_epoch=1, logger=False,
+                    callbacks=config_callbacks(CONFIGS / "recsem_small.yaml"), accelerator="cpu", devices=1,
+                    enable_progress_bar=False)
+    with pytest.warns(UserWarning, match=r"BestCheckpoint\(monitor='pixel_AUPRO'\).*no 'pixel_AUPRO'"):
+        engine.fit(model=RecSem(**TINY_RECSEM), datamodule=datamodule)
+    assert engine.trainer.current_epoch == 2  # both epochs ran
+    run = tmp_path / "RecSem" / "no_masks" / "v0"
+    assert sorted(path.name for path in (run / "checkpoints").iterdir()) == ["best_image_AUROC.ckpt"]
+    assert torch.load(run / "weights" / "lightning" / "model.ckpt", map_location="cpu", weights_only=True)["epoch"] == 1
 
 
 def _half_write(self: LocalFileOpener, data: bytes) -> int:
