@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["put_rows_", "take_rows"]
+__all__ = ["put_rows_", "take_rows", "undo_permutation"]
 
 # dtypes that share memory with NumPy without conversion.
 _NUMPY_DTYPES = frozenset(
@@ -63,3 +63,21 @@ def put_rows_(tensor: Tensor, rows: Tensor, values: Tensor) -> Tensor:
     else:
         target[rows.cpu().numpy()] = source
     return tensor
+
+
+def undo_permutation(tensor: Tensor, order: Tensor) -> Tensor:
+    """Rows of ``tensor`` back in original order, where row ``i`` holds original row ``order[i]``.
+
+    Args:
+        tensor: ``(N, ...)`` tensor whose rows were permuted by ``order``.
+        order: 1-D permutation of ``0..N-1`` on the CPU.
+
+    Returns:
+        ``tensor`` itself when ``order`` is the identity, else a reordered copy.
+    """
+    count = order.shape[0]
+    if torch.equal(order, torch.arange(count)):
+        return tensor
+    restore = torch.empty_like(order)
+    restore[order] = torch.arange(count)
+    return take_rows(tensor, restore)

@@ -50,7 +50,7 @@ from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from ._rows import put_rows_, take_rows
+from ._rows import put_rows_, take_rows, undo_permutation
 from .perlin import perlin_noise_2d
 from .texture_bank import PROCEDURAL_RENDER_SIZE, TextureFolder, fit_size, procedural_textures, resize_bilinear
 
@@ -437,11 +437,7 @@ def augment_sources(
             op(out[start : start + num], subset)
             start += num
     # Undo the accumulated reordering.
-    if torch.equal(current, torch.arange(count)):
-        return out
-    restore = torch.empty_like(current)
-    restore[current] = torch.arange(count)
-    return take_rows(out, restore)
+    return undo_permutation(out, current)
 
 
 # --------------------------------------------------------------------------------------

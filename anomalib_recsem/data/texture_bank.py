@@ -25,7 +25,7 @@ import torch.nn.functional as F  # noqa: N812
 from PIL import Image
 from torch import Tensor
 
-from ._rows import put_rows_, take_rows
+from ._rows import put_rows_, take_rows, undo_permutation
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -222,11 +222,7 @@ def _render_layer(
         # Map the [-1, 1] field onto a random two-colour ramp.
         high = p["colours"][:, 1].view(num, 3, 1, 1)
         torch.lerp(low, high, field.add_(1).mul_(0.5), out=target)
-    if torch.equal(order, torch.arange(count)):
-        return out
-    restore = torch.empty_like(order)
-    restore[order] = torch.arange(count)
-    return take_rows(out, restore)
+    return undo_permutation(out, order)
 
 
 def procedural_textures(
