@@ -6,20 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.mvtec import write_mvtec_dataset
+from anomalib_recsem.data.toy_mvtec import write_mvtec_dataset
+from anomalib_recsem.presets import model_arguments
 
 #: Real data sits beside the project; tests that need it skip when it is absent.
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
-#: Constructor arguments that make RecSem train in seconds on a CPU.
-TINY_RECSEM = {
-    "image_size": 64,
-    "reconstruction_width": 8,
-    "discriminator_width": 8,
-    "num_prototypes": 10,
-    "positive_aug_ratio": 1,
-    "negative_aug_ratio": 1,
-}
+#: The tiny preset (configs/recsem_tiny.yaml): RecSem trains in seconds on a CPU.
+TINY_RECSEM = model_arguments("recsem_tiny")
 
 
 @pytest.fixture(scope="session")

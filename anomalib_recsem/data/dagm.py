@@ -533,6 +533,13 @@ class DAGMDataset(AnomalibDataset):
             seed=seed,
         )
 
+    def expected_folder(self, split: str) -> str:
+        """Where this dataset looks for the images of ``split`` (``"train"`` or ``"test"``), for messages."""
+        train_dir = self.root_category / TRAIN_DIRNAME
+        if split == "train" and not train_dir.is_dir():  # normal Test images are split instead
+            return str(self.root_category / TEST_DIRNAME)
+        return str(train_dir if split == "train" else self.root_category / TEST_DIRNAME)
+
 
 class DAGM(AnomalibDataModule):
     """DAGM 2007 datamodule.

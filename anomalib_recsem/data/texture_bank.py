@@ -25,7 +25,6 @@ import torch.nn.functional as F  # noqa: N812
 from PIL import Image
 from torch import Tensor
 
-from ._rows import put_rows_, take_rows, undo_permutation
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -222,7 +221,7 @@ def _render_layer(
         # Map the [-1, 1] field onto a random two-colour ramp.
         high = p["colours"][:, 1].view(num, 3, 1, 1)
         torch.lerp(low, high, field.add_(1).mul_(0.5), out=target)
-    return undo_permutation(out, order)
+    return out[order.argsort().to(device)]
 
 
 def procedural_textures(
@@ -264,7 +263,8 @@ def procedural_textures(
     if mixed.numel() > 0:
         overlay = _render_layer({k: v[mixed] for k, v in second.items()}, render_h, render_w, generator, device)
         weight = mix_weight[mixed].to(device).view(-1, 1, 1, 1)
-        put_rows_(textures, mixed, torch.lerp(take_rows(textures, mixed), overlay, weight))
+        rows = mixed.to(device)
+        textures[rows] = torch.lerp(textures[rows], overlay, weight)
     return resize_bilinear(textures, height, width)
 
 

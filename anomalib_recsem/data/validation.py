@@ -4,12 +4,12 @@ anomalib reads each image only when a DataLoader asks for it, so a bad file othe
 shows up mid-epoch, often inside a worker process, as ``OSError: image file is
 truncated`` without a file name; an empty training folder shows up as ``num_samples
 should be a positive integer value, but got num_samples=0``; and a mask whose size
-differs from its image is silently resized with it. :func:`validate_stage_data` (called
-by :class:`~anomalib_recsem.RecSem` in its ``setup`` hook, after the datamodule's
-``setup`` and before any DataLoader exists) turns each of these into an error that names
+differs from its image is silently resized with it. :func:`validate_stage_data` (run at
+``setup``, after the datamodule's ``setup`` and before any DataLoader exists) turns each of these into an error that names
 the folder or file.
 
-The image check is cheap: PNG files are verified chunk by chunk (CRC checks, no
+:class:`DataValidation` runs it as a Lightning callback; RecSem installs it. The image check
+is cheap: PNG files are verified chunk by chunk (CRC checks, no
 decompression), which catches truncated files; other formats are decoded, JPEG at 1/8
 scale.
 """
@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 from anomalib.data.datasets.image.mvtecad import MVTecADDataset
 from PIL import Image
 
@@ -79,14 +80,9 @@ def expected_folder(dataset: Any, split: str) -> str:  # noqa: ANN401
     Returns:
         str: A folder (or a description when the dataset names none).
     """
-    from anomalib_recsem.data.dagm import TEST_DIRNAME, TRAIN_DIRNAME, DAGMDataset  # noqa: PLC0415  (cycle)
-
+    if hasattr(dataset, "expected_folder"):  # datasets of this package name their folders
+        return dataset.expected_folder(split)
     root = getattr(dataset, "root_category", None)
-    if isinstance(dataset, DAGMDataset):
-        train_dir = Path(root) / TRAIN_DIRNAME
-        if split == "train" and not train_dir.is_dir():  # normal Test images are split instead
-            return str(Path(root) / TEST_DIRNAME)
-        return str(Path(root) / (TRAIN_DIRNAME if split == "train" else TEST_DIRNAME))
     if isinstance(dataset, MVTecADDataset):
         return str(Path(root) / split / "good") if split == "train" else str(Path(root) / split)
     for attribute in ("normal_dir", "root_category", "root"):  # Folder, other anomalib datasets
@@ -169,4 +165,19 @@ def validate_stage_data(trainer: Any, stage: str) -> None:  # noqa: ANN401
         validate_dataset(dataset, subset, require_samples=subset == "train")
 
 
-__all__ = ["DataValidationError", "expected_folder", "read_image_size", "validate_dataset", "validate_stage_data"]
+class DataValidation(pl.Callback):
+    """Check the data a stage will read before any of it is loaded (see :func:`validate_stage_data`)."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Check the datamodule's subsets for ``stage``."""
+        validate_stage_data(trainer, stage)
+
+
+__all__ = [
+    "DataValidation",
+    "DataValidationError",
+    "expected_folder",
+    "read_image_size",
+    "validate_dataset",
+    "validate_stage_data",
+]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers.mvtec import write_mvtec_dataset
+from anomalib_recsem.data.toy_mvtec import write_mvtec_dataset
 
 ANOMALIB = str(Path(sys.executable).with_name("anomalib"))
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "benchmark"

@@ -27,9 +27,10 @@ import anomalib.data.datamodules.image.mvtecad as anomalib_mvtecad
 from anomalib_recsem import DAGM, RecSem
 from anomalib_recsem.data import MVTec
 from anomalib_recsem.data.validation import DataValidationError
-from anomalib_recsem.models.recsem.safeguards import CheckpointMismatchError, UntrainedModelError
+from anomalib_recsem.models.recsem.components.checkpoint import CheckpointMismatchError
+from anomalib_recsem.models.recsem.components.export import UntrainedModelError
 from tests.conftest import TINY_RECSEM
-from tests.helpers.mvtec import write_mvtec_dataset
+from anomalib_recsem.data.toy_mvtec import write_mvtec_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -56,6 +56,22 @@ def test_train_with_short_names_writes_checkpoint_and_images(trained_by_cli: Pat
     assert "anomalib_recsem.RecSem" in config
 
 
+def test_train_in_bf16_mixed_precision_from_the_tiny_config(mvtec_root: Path, tmp_path: Path) -> None:
+    result = checked(run(
+        ["train", "--config", str(CONFIGS / "recsem_tiny.yaml"), "--data.root", str(mvtec_root),
+         "--data.category", "dummy", "--trainer.precision", "bf16-mixed", "--trainer.max_epochs", "1",
+         "--trainer.enable_progress_bar", "false", "--default_root_dir", "results"],
+        cwd=tmp_path,
+    ))
+    assert "bf16" in result.stdout + result.stderr  # Lightning reports the precision it uses
+    checkpoint = next((tmp_path / "results").rglob("model.ckpt"))
+    import torch  # noqa: PLC0415
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    assert all(value.dtype != torch.bfloat16 for value in state.values())  # the weights stay float32
+    assert all(bool(torch.isfinite(value.float()).all()) for value in state.values())
+
+
 def test_export_openvino_then_infer(trained_by_cli: Path, mvtec_root: Path) -> None:
     checkpoint = trained_by_cli / "results" / "RecSem" / "MVTecAD" / "dummy" / "v0" / "weights" / "lightning" / "model.ckpt"
     checked(run(

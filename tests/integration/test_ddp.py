@@ -46,7 +46,7 @@ SEED = 7
 #: same effective batch, and the same learning-rate schedule.
 BATCH = 2
 DEVICES = 2
-TRAIN_IMAGES = 8  # tests.helpers.mvtec.write_mvtec_dataset's default
+TRAIN_IMAGES = 8  # anomalib_recsem.data.toy_mvtec.write_mvtec_dataset's default
 COPIES = TINY_RECSEM["positive_aug_ratio"] + TINY_RECSEM["negative_aug_ratio"]  # optimiser steps per batch
 STEPS = EPOCHS * (TRAIN_IMAGES // (DEVICES * BATCH)) * COPIES
 #: Same initial weights, same steps and effective batch: for seeds 7, 8 and 9, the final epoch

@@ -9,14 +9,16 @@ import pytest
 import yaml
 
 from anomalib_recsem.cli import main
-from anomalib_recsem.demo import SMALL_PRESET
+from anomalib_recsem.demo import DemoSettings
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-def test_small_preset_matches_config() -> None:
+def test_demo_reads_its_presets_from_the_configs() -> None:
     config = yaml.safe_load((CONFIGS / "recsem_small.yaml").read_text())
-    assert config["model"]["init_args"] == SMALL_PRESET
+    assert DemoSettings().model_arguments == config["model"]["init_args"]
+    tiny = yaml.safe_load((CONFIGS / "recsem_tiny.yaml").read_text())
+    assert DemoSettings(quick=True).model_arguments == tiny["model"]["init_args"]
 
 
 @pytest.mark.parametrize("argument", ["--epochs", "--train-images", "--test-images"])

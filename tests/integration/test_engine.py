@@ -16,6 +16,7 @@ from anomalib.data import MVTecAD
 from anomalib.deploy import ExportType, OpenVINOInferencer, TorchInferencer
 from anomalib.engine import Engine
 from anomalib.metrics import AUPRO
+from PIL import Image
 
 from anomalib_recsem import RecSem
 from tests.conftest import TINY_RECSEM
@@ -77,16 +78,39 @@ def _predict(trained: dict, image: Path) -> tuple[float, np.ndarray]:
     return float(batch.pred_score[0]), batch.anomaly_map[0].squeeze().cpu().numpy()
 
 
+@pytest.fixture(scope="module")
+def large_image(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A defective test image enlarged to 150 x 110 px with fine noise: the model must shrink it."""
+    source = next((mvtec_root / "dummy" / "test" / "defect").glob("*.png"))
+    image = np.asarray(Image.open(source).convert("RGB").resize((110, 150), Image.Resampling.BICUBIC), dtype=float)
+    noise = np.random.default_rng(0).normal(0, 25, image.shape)
+    path = tmp_path_factory.mktemp("large") / "large.png"
+    Image.fromarray(np.clip(image + noise, 0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def test_training_and_prediction_resize_with_antialiasing(trained: dict, large_image: Path) -> None:
+    model = trained["model"]
+    pixels = torch.from_numpy(np.asarray(Image.open(large_image), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    size = model.model.image_size
+    antialiased = torch.nn.functional.interpolate(pixels, size=size, mode="bilinear", antialias=True)
+    assert model.pre_processor.transform.antialias is True
+    assert torch.allclose(model.pre_processor.transform(pixels), antialiased, atol=1e-5)
+    assert torch.allclose(model.pre_processor(pixels), antialiased, atol=1e-5)  # what gets exported
+
+
 @pytest.mark.parametrize("export_type", [ExportType.TORCH, ExportType.ONNX, ExportType.OPENVINO])
+@pytest.mark.parametrize("at_model_size", [True, False], ids=["model-size", "shrunk"])
 def test_export_and_inference_match_engine_predict(
-    trained: dict, mvtec_root: Path, export_type: ExportType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    trained: dict, mvtec_root: Path, large_image: Path, export_type: ExportType, at_model_size: bool,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)  # OpenVINO writes a cache folder into the working directory.
     exported = trained["engine"].export(
         model=trained["model"], export_type=export_type, export_root=tmp_path, ckpt_path=trained["checkpoint"],
     )
     assert exported is not None and Path(exported).is_file()
-    image = next((mvtec_root / "dummy" / "test" / "defect").glob("*.png"))
+    image = next((mvtec_root / "dummy" / "test" / "defect").glob("*.png")) if at_model_size else large_image
     score, anomaly_map = _predict(trained, image)
 
     if export_type == ExportType.TORCH:

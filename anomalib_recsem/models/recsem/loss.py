@@ -71,7 +71,8 @@ class RecSemLoss(nn.Module):
         """Compute every term and the weighted total.
 
         Args:
-            target: Defect-free image the reconstruction should match, ``(B, C, H, W)``.
+            target: Defect-free image the reconstruction should match, in the networks'
+                normalised space, ``(B, C, H, W)``.
             output: Training-mode output of :class:`RecSemModel`.
             mask: Synthetic defect mask, ``(B, 1, H, W)``.
 
@@ -79,11 +80,13 @@ class RecSemLoss(nn.Module):
             dict[str, torch.Tensor]: Unweighted terms under their names and the weighted
             sum under ``"loss"``.
         """
+        # float32 whatever the autocast precision: softmax, log and the squared error of
+        # nearly equal images are where bfloat16 loses most.
         terms = {
-            "reconstruction": F.mse_loss(output.reconstruction, target),
-            "compactness": output.compactness,
-            "separation": output.separation,
-            "focal": self.focal(torch.softmax(output.logits, dim=1), mask),
+            "reconstruction": F.mse_loss(output.reconstruction.float(), target.float()),
+            "compactness": output.compactness.float(),
+            "separation": output.separation.float(),
+            "focal": self.focal(torch.softmax(output.logits.float(), dim=1), mask.float()),
         }
         terms["loss"] = sum(self.weights[name] * value for name, value in terms.items())
         return terms

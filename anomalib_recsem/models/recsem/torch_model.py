@@ -16,21 +16,25 @@ from anomalib.data import InferenceBatch
 from anomalib.models.image.draem.torch_model import EncoderReconstructive
 from torch import nn
 
-from .decoder import ReconstructionDecoder
-from .discriminator import build_discriminator
-from .memory import MultiScalePrototypeMemory
+from .components.decoder import ReconstructionDecoder
+from .components.discriminator import build_discriminator
+from .components.memory import MultiScalePrototypeMemory
 
 #: The five-block encoder halves the resolution four times; the discriminator's six-block
 #: U-Net five times, which is why image sides must be multiples of 32.
 BOTTLENECK_STRIDE = 16
 SIZE_MULTIPLE = 32
+#: The authors normalise images with ImageNet's statistics before the networks see them.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class RecSemOutput(NamedTuple):
     """Training-mode output of :class:`RecSemModel`.
 
     Attributes:
-        reconstruction: Reconstructed image, ``(B, C, H, W)``.
+        reconstruction: Reconstructed image in the networks' normalised space (see
+            :meth:`RecSemModel.normalize`), ``(B, C, H, W)``.
         logits: Discriminator logits (normal, defect), ``(B, 2, H, W)``.
         compactness: Memory compactness loss summed over scales (scalar).
         separation: Memory separation loss summed over scales (scalar).
@@ -80,6 +84,11 @@ def default_memory_scales(image_size: tuple[int, int]) -> tuple[int, int]:
 class RecSemModel(nn.Module):
     """RecSem network: reconstruction through prototype memory, then discrimination.
 
+    Images come in ``[0, 1]`` and are normalised with ImageNet's mean and standard deviation
+    inside the model, as in the authors' code, so exported models need no extra step. Early in
+    training this matters: a decoder that starts near 0 is near the mean image in normalised
+    space, while in ``[0, 1]`` it must first learn the images' grey level and colour.
+
     Args:
         image_size: ``(height, width)`` the network is built for; sides must be multiples of
             32. It sizes the location embeddings; other sizes still run (the embeddings are
@@ -93,8 +102,9 @@ class RecSemModel(nn.Module):
         num_prototypes: Prototypes per memory unit.
         location_embedding: Learned location embedding in every memory unit.
         memory_skip: Add each memory unit's input to its read-out.
-        normalize_query: L2-normalise memory queries (an ablation of method.md D18; off in
-            the paper).
+        normalize_query: L2-normalise memory queries to the prototypes' unit scale. On by
+            default, unlike the authors' code: with unnormalised queries the compactness loss
+            collapses the reconstruction (see the model README). ``False`` is the authors' unit.
         discriminator: ``"unet"`` (DRAEM's U-Net on the concatenated pair, as in the
             authors' code) or ``"fusion"`` (Siamese encoder with per-scale fusion, as in the
             paper's figure).
@@ -120,7 +130,7 @@ class RecSemModel(nn.Module):
         num_prototypes: int = 50,
         location_embedding: bool = True,
         memory_skip: bool = True,
-        normalize_query: bool = False,
+        normalize_query: bool = True,
         discriminator: str = "unet",
         detach_reconstruction: bool = False,
         score_kernel_size: int = 21,
@@ -152,19 +162,59 @@ class RecSemModel(nn.Module):
         self.detach_reconstruction = detach_reconstruction
         self.score_kernel_size = score_kernel_size
         self.score_top_k = score_top_k
+        mean, std = (IMAGENET_MEAN, IMAGENET_STD) if in_channels == 3 else ((0.449,), (0.226,))  # noqa: PLR2004
+        self.register_buffer("pixel_mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        """Images in ``[0, 1]`` to the networks' normalised space (ImageNet mean and std)."""
+        return (image - self.pixel_mean) / self.pixel_std
+
+    def _reconstruct(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        memory = self.memory(self.encoder(self.normalize(image)))
+        return self.decoder(memory.features), memory.compactness, memory.separation
 
     def reconstruct(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Reconstruct a defect-free image.
 
         Args:
-            image: Input images, ``(B, C, H, W)``.
+            image: Input images in ``[0, 1]``, ``(B, C, H, W)``.
 
         Returns:
-            tuple: Reconstruction ``(B, C, H, W)``, then the memory's compactness and
-            separation losses (``None`` in eval mode).
+            tuple: Reconstruction ``(B, C, H, W)`` in pixel space (``[0, 1]`` when it is
+            good), then the memory's compactness and separation losses (``None`` in eval mode).
         """
-        memory = self.memory(self.encoder(image))
-        return self.decoder(memory.features), memory.compactness, memory.separation
+        reconstruction, compactness, separation = self._reconstruct(image)
+        return reconstruction * self.pixel_std + self.pixel_mean, compactness, separation
+
+    def discriminate(self, reconstruction: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Segment what differs between a reconstruction and an image.
+
+        Args:
+            reconstruction: Reconstructed images in normalised space (as :meth:`_reconstruct`
+                gives them), ``(B, C, H, W)``.
+            image: Images in ``[0, 1]`` to compare with, ``(B, C, H, W)``.
+
+        Returns:
+            torch.Tensor: Logits (normal, defect), ``(B, 2, H, W)``.
+        """
+        if self.detach_reconstruction:
+            reconstruction = reconstruction.detach()
+        return self.discriminator(reconstruction, self.normalize(image))
+
+    def predict(self, logits: torch.Tensor) -> InferenceBatch:
+        """Anomaly map and image score from the discriminator's logits.
+
+        Args:
+            logits: ``(B, 2, H, W)``.
+
+        Returns:
+            InferenceBatch: ``anomaly_map`` ``(B, H, W)`` (the defect probability) and
+            ``pred_score`` ``(B,)`` (the mean of the ``score_top_k`` largest values of the
+            mean-filtered map).
+        """
+        anomaly_map = torch.softmax(logits.float(), dim=1)[:, 1:]
+        return InferenceBatch(pred_score=self.image_score(anomaly_map), anomaly_map=anomaly_map.squeeze(1))
 
     def forward(self, image: torch.Tensor, original: torch.Tensor | None = None) -> RecSemOutput | InferenceBatch:
         """Reconstruct and segment.
@@ -175,19 +225,13 @@ class RecSemModel(nn.Module):
                 means ``image``, which is always the case at inference.
 
         Returns:
-            RecSemOutput in training mode. In eval mode an ``InferenceBatch`` with
-            ``anomaly_map`` (``(B, H, W)``, the defect probability) and ``pred_score``
-            (``(B,)``, the mean of the ``score_top_k`` largest values of the mean-filtered
-            map).
+            RecSemOutput in training mode, an ``InferenceBatch`` (see :meth:`predict`) in eval mode.
         """
-        reconstruction, compactness, separation = self.reconstruct(image)
-        discriminator_input = reconstruction.detach() if self.detach_reconstruction else reconstruction
-        logits = self.discriminator(discriminator_input, image if original is None else original)
+        reconstruction, compactness, separation = self._reconstruct(image)
+        logits = self.discriminate(reconstruction, image if original is None else original)
         if self.training:
             return RecSemOutput(reconstruction, logits, compactness, separation)
-
-        anomaly_map = torch.softmax(logits, dim=1)[:, 1:]
-        return InferenceBatch(pred_score=self.image_score(anomaly_map), anomaly_map=anomaly_map.squeeze(1))
+        return self.predict(logits)
 
     def image_score(self, anomaly_map: torch.Tensor) -> torch.Tensor:
         """Image score from a pixel anomaly map.

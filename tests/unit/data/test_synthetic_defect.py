@@ -19,7 +19,9 @@ from anomalib_recsem.data.synthetic_defect import (
     DefectBatch,
     SyntheticDefect,
     _autocontrast,
+    _brightness,
     _equalize,
+    _hue_saturation,
     _posterize,
     augment_sources,
     filter_components,
@@ -426,20 +428,63 @@ def _as_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float() / 255
 
 
-def test_equalize_autocontrast_posterize_match_pil() -> None:
+def test_equalize_and_posterize_match_pil() -> None:
     for seed in range(3):
         array = _uint8_image(seed)
         x = _as_tensor(array)
         pil = Image.fromarray(array)
-        # The augmentations overwrite their input, hence the copies.
-        torch.testing.assert_close(_equalize(x.clone(), {}), _as_tensor(np.asarray(ImageOps.equalize(pil))))
-        for percent in (0, 7, 20):
-            ours = _autocontrast(x.clone(), {"autocontrast_percent": torch.tensor([percent])})
-            theirs = _as_tensor(np.asarray(ImageOps.autocontrast(pil, cutoff=percent)))
-            torch.testing.assert_close(ours, theirs)
-        for bits in (1, 3, 8):
-            ours = _posterize(x.clone(), {"posterize_bits": torch.tensor([bits])})
-            torch.testing.assert_close(ours, _as_tensor(np.asarray(ImageOps.posterize(pil, bits))))
+        torch.testing.assert_close(_equalize(x, None), _as_tensor(np.asarray(ImageOps.equalize(pil))),
+                                   atol=1 / 255, rtol=0)
+        generator = torch.Generator().manual_seed(seed)
+        bits = int(torch.randint(1, 9, (1,), generator=torch.Generator().manual_seed(seed)))
+        torch.testing.assert_close(_posterize(x, generator), _as_tensor(np.asarray(ImageOps.posterize(pil, bits))),
+                                   atol=1 / 255, rtol=0)
+
+
+def test_autocontrast_stretches_between_the_cut_quantiles() -> None:
+    # Values 0.2 .. 0.6: without a cut-off they are stretched onto 0 .. 1; with 10 % cut at each
+    # end, the 10th and 90th percentiles become 0 and 1.
+    ramp = torch.linspace(0.2, 0.6, 100).view(1, 1, 10, 10).expand(1, 3, 10, 10)
+    stretched = _autocontrast(ramp, _generator_drawing(0, 21, 0))
+    torch.testing.assert_close(stretched, (ramp - 0.2) / 0.4)
+    low, high = 0.2 + 0.4 * 10 / 99, 0.2 + 0.4 * 89 / 99  # ranks 10 and 89 of 0 .. 99
+    cut = _autocontrast(ramp, _generator_drawing(0, 21, 10))
+    torch.testing.assert_close(cut, ((ramp - low) / (high - low)).clamp(0, 1))
+
+
+def _generator_drawing(low: int, high: int, value: int) -> torch.Generator:
+    """A generator whose next ``randint(low, high)`` is ``value``."""
+    for seed in range(10_000):
+        if int(torch.randint(low, high, (1,), generator=torch.Generator().manual_seed(seed))) == value:
+            return torch.Generator().manual_seed(seed)
+    raise AssertionError
+
+
+def _hue_degrees(rgb: torch.Tensor) -> torch.Tensor:
+    from kornia.color import rgb_to_hsv  # noqa: PLC0415
+
+    return torch.rad2deg(rgb_to_hsv(rgb)[:, 0]).flatten()
+
+
+def test_hue_moves_up_to_70_degrees_as_in_imgaug() -> None:
+    """imgaug's AddToHueAndSaturation((-50, 50)) shifts hue by up to 50/255 of a full turn: 70.6 degrees."""
+    red = torch.zeros(2000, 3, 1, 1)
+    red[:, 0] = 1
+    shifted = _hue_degrees(_hue_saturation(red, torch.Generator().manual_seed(0)))
+    shift = torch.minimum(shifted, 360 - shifted)
+    assert 68 < float(shift.max()) <= 70.6 + 1e-3
+    assert float(shift.mean()) == pytest.approx(70.6 / 2, rel=0.1)  # uniform in [0, 70.6]
+
+
+def test_brightness_changes_brightness_only() -> None:
+    """MultiplyAndAddToBrightness(mul=(0.8, 1.2), add=(-30, 30)) in one of six colour spaces: a grey
+    pixel stays grey and its level moves by about +-20 % and +-30/255 at most."""
+    grey = torch.full((400, 3, 1, 1), 0.5)
+    result = _brightness(grey, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(result[:, 1], result[:, 0], atol=2e-3, rtol=0)
+    level = result[:, 0].flatten()
+    assert 0.25 < float(level.min()) < 0.4 and 0.6 < float(level.max()) < 0.8
+    assert float(level.std()) > 0.05
 
 
 @pytest.mark.parametrize("count", [0, 1, 3, len(SOURCE_AUGMENTATIONS)])
@@ -502,3 +547,14 @@ def test_bad_inputs_are_rejected() -> None:
         transform.synthesize(torch.zeros(2, 3, 8, 8, dtype=torch.uint8))
     with pytest.raises(ValueError, match="apply_defect"):
         transform.synthesize(torch.rand(2, 3, 8, 8), torch.ones(3, dtype=torch.bool))
+
+
+def test_grey_images_get_grey_defects_colour_images_coloured_ones() -> None:
+    grey = _images(batch=6, channels=1).expand(-1, 3, -1, -1).contiguous()
+    colour = _images(batch=6, channels=3)
+    flags = torch.ones(6, dtype=torch.bool)
+    on_grey = SyntheticDefect(seed=18).synthesize(grey, flags).defective
+    on_colour = SyntheticDefect(seed=18).synthesize(colour, flags)
+    assert float((on_grey.amax(1) - on_grey.amin(1)).max()) < 1e-5
+    inside = on_colour.mask[:, 0] > 0
+    assert float((on_colour.defective.amax(1) - on_colour.defective.amin(1))[inside].mean()) > 0.05

@@ -20,7 +20,7 @@ from anomalib_recsem.data.validation import (
     validate_dataset,
     validate_stage_data,
 )
-from tests.helpers.mvtec import write_mvtec_dataset
+from anomalib_recsem.data.toy_mvtec import write_mvtec_dataset
 
 
 def _image(path: Path, size: tuple[int, int] = (48, 32), mode: str = "RGB", fmt: str = "PNG") -> Path:

@@ -1,4 +1,4 @@
-"""RecSem's Lightning-side contract: arguments, schedule, metrics and training step."""
+"""RecSem's Lightning-side contract: arguments, schedule, metrics and the training step."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from anomalib.metrics import AUPRO
 from torchvision.transforms.v2 import Normalize, Resize
 
 from anomalib_recsem import RecSem
+from anomalib_recsem.models.recsem.components.resize import AntialiasedPreProcessor
 from anomalib_recsem.models.recsem.lightning_model import warmup_cosine
-from tests.conftest import TINY_RECSEM
+from anomalib_recsem.presets import model_arguments
+
+TINY = model_arguments("recsem_tiny")
 
 
 def test_defaults_are_the_paper_settings() -> None:
@@ -21,25 +24,30 @@ def test_defaults_are_the_paper_settings() -> None:
     assert model.model.memory_scales == (8, 16)
     assert len(model.model.memory.units[0].prototype_head.weight) == 50
     assert (model.positive_aug_ratio, model.negative_aug_ratio) == (2, 2)
+    assert model.warmup_epochs == 20
+    assert model.discriminator_input == "augmented"
     assert model.trainer_arguments == {"num_sanity_val_steps": 0}
     assert model.learning_type.value == "one_class"
+    # The authors' network, 1x1 output convolution included.
+    assert sum(parameter.numel() for parameter in model.model.parameters()) == 78_983_749
 
 
-def test_pre_processor_resizes_without_normalising() -> None:
+def test_pre_processor_resizes_with_antialiasing_and_without_normalising() -> None:
     model = RecSem(image_size=(64, 128), reconstruction_width=4, discriminator_width=4)
+    assert isinstance(model.pre_processor, AntialiasedPreProcessor)
     transform = model.pre_processor.transform
     assert isinstance(transform, Resize) and list(transform.size) == [64, 128]
-    assert transform.antialias is False
+    assert transform.antialias is True
     assert not isinstance(transform, Normalize)
 
 
 def test_max_epochs_reaches_trainer_only_when_set() -> None:
-    assert RecSem(max_epochs=3, **TINY_RECSEM).trainer_arguments["max_epochs"] == 3
-    assert "max_epochs" not in RecSem(**TINY_RECSEM).trainer_arguments
+    assert RecSem(max_epochs=3, **TINY).trainer_arguments["max_epochs"] == 3
+    assert "max_epochs" not in RecSem(**TINY).trainer_arguments
 
 
 def test_evaluator_has_aupro_for_test_and_validation() -> None:
-    evaluator = RecSem(**TINY_RECSEM).evaluator
+    evaluator = RecSem(**TINY).evaluator
     test_names = {metric.name for metric in evaluator.test_metrics}
     assert test_names == {"image_AUROC", "image_F1Score", "pixel_AUROC", "pixel_F1Score", "pixel_AUPRO"}
     assert {metric.name for metric in evaluator.val_metrics} == {"image_AUROC", "pixel_AUPRO"}
@@ -48,99 +56,93 @@ def test_evaluator_has_aupro_for_test_and_validation() -> None:
 
 
 @pytest.mark.parametrize(
-    ("argument", "value"),
+    ("argument", "value", "accepted"),
     [
-        ("image_size", 100),
-        ("discriminator", "mlp"),
-        ("discriminator_input", "noisy"),
-        ("positive_aug_ratio", -1),
-        ("negative_aug_ratio", 1.5),
-        ("memory_scales", (64,)),
-        ("max_epochs", 0),
+        ("image_size", 100, "multiples of 32"),
+        ("discriminator", "mlp", "('unet', 'fusion')"),
+        ("discriminator_input", "noisy", "('augmented', 'clean')"),
+        ("positive_aug_ratio", -1, "integer >= 0"),
+        ("negative_aug_ratio", 1.5, "integer >= 0"),
+        ("warmup_epochs", 0, "integer >= 1"),
+        ("memory_scales", (64,), "1..4"),
+        ("max_epochs", 0, "integer >= 1"),
     ],
 )
-def test_bad_arguments_name_themselves(argument: str, value: object) -> None:
-    arguments = {**TINY_RECSEM, argument: value}
-    with pytest.raises(ValueError, match=argument):
-        RecSem(**arguments)
+def test_bad_arguments_name_themselves_and_the_accepted_values(argument: str, value: object, accepted: str) -> None:
+    with pytest.raises(ValueError, match=argument) as error:
+        RecSem(**{**TINY, argument: value})
+    assert accepted in str(error.value)
 
 
 def test_both_ratios_zero() -> None:
     with pytest.raises(ValueError, match="positive_aug_ratio"):
-        RecSem(**{**TINY_RECSEM, "positive_aug_ratio": 0, "negative_aug_ratio": 0})
+        RecSem(**{**TINY, "positive_aug_ratio": 0, "negative_aug_ratio": 0})
 
 
 def test_missing_anomaly_source_fails_when_training_starts(tmp_path) -> None:  # noqa: ANN001
     missing = tmp_path / "no_textures_here"
-    model = RecSem(anomaly_source=missing, **TINY_RECSEM)  # building never needs the folder
+    model = RecSem(anomaly_source=missing, **TINY)  # building never needs the folder
     with pytest.raises(FileNotFoundError, match="anomaly_source") as error:
         model.on_fit_start()
     assert str(missing) in str(error.value)
 
 
-def test_schedule_shape() -> None:
-    total = 100
-    values = [warmup_cosine(epoch, total) for epoch in range(total)]
-    assert values[0] == pytest.approx(0.1 + 0.9 / 20)  # the authors' first epoch: 0.145
-    assert values[19] == pytest.approx(1.0)  # end of the 20-epoch warm-up
-    assert all(a < b for a, b in zip(values[:19], values[1:20], strict=True))
-    assert all(a >= b for a, b in zip(values[20:], values[21:], strict=False))
-    assert min(values) == pytest.approx(0.1)  # cosine floor
-    assert values[20] == pytest.approx(0.5 * (1 + math.cos(math.pi / 80)))
-    # A 10-epoch run has the same shape, compressed.
-    short = [warmup_cosine(epoch, 10) for epoch in range(10)]
-    assert short[1] == pytest.approx(1.0) and short[-1] == pytest.approx(0.1)
+def test_schedule_is_the_authors() -> None:
+    """Epochs 1, 20, 21 and 700 of a 700-epoch run (the authors' LambdaLR, 1-based epochs)."""
+    multiplier = [warmup_cosine(epoch, 700) for epoch in range(700)]
+    assert multiplier[0] == pytest.approx(0.145)  # 0.1 + 0.9 * 1 / 20
+    assert multiplier[19] == pytest.approx(1.0)  # the last warm-up epoch
+    assert multiplier[20] == pytest.approx(0.5 * (1 + math.cos(math.pi / 680)))
+    assert multiplier[699] == pytest.approx(0.1)  # the cosine's 0.1 floor
+    assert all(a < b for a, b in zip(multiplier[:19], multiplier[1:20], strict=True))
+    assert all(a >= b for a, b in zip(multiplier[20:], multiplier[21:], strict=False))
 
 
-class _FakeOptimizer:
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
-        self.optimizer = optimizer
-        self.steps = 0
-
-    def zero_grad(self) -> None:
-        self.optimizer.zero_grad()
-
-    def step(self) -> None:
-        self.steps += 1
-        self.optimizer.step()
-
-
-def _batch(size: int = 2) -> ImageBatch:
-    return ImageBatch(image=torch.rand(size, 3, 64, 64), gt_label=torch.zeros(size, dtype=torch.bool))
+def test_optimiser_is_adam_with_the_schedule_per_epoch() -> None:
+    model = RecSem(**{**TINY, "warmup_epochs": 4, "max_epochs": 10, "learning_rate": 0.01, "weight_decay": 0.5})
+    configured = model.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert optimizer.param_groups[0]["weight_decay"] == 0.5
+    assert configured["lr_scheduler"]["interval"] == "epoch"
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * (0.1 + 0.9 / 4))
+    for _ in range(3):
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01)
 
 
-def _prepare(model: RecSem, monkeypatch: pytest.MonkeyPatch) -> _FakeOptimizer:
-    optimizer = _FakeOptimizer(torch.optim.Adam(model.model.parameters(), lr=1e-3))
-    monkeypatch.setattr(model, "optimizers", lambda: optimizer)
-    monkeypatch.setattr(model, "manual_backward", lambda loss: loss.backward())
+def _batch(size: int = 4, defects: int = 2) -> ImageBatch:
+    return ImageBatch(image=torch.rand(size, 3, 64, 64),
+                      gt_label=torch.arange(size) < defects)
+
+
+def test_training_step_follows_the_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = RecSem(**TINY)
     monkeypatch.setattr(model, "log", lambda *args, **kwargs: None)
     monkeypatch.setattr(model, "log_dict", lambda *args, **kwargs: None)
-    return optimizer
-
-
-def test_training_step_takes_one_step_per_copy(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = RecSem(**{**TINY_RECSEM, "positive_aug_ratio": 2, "negative_aug_ratio": 1})
-    optimizer = _prepare(model, monkeypatch)
-    seen: list[torch.Tensor] = []
+    seen = []
     synthesize = model.synthetic_defect.synthesize
-
-    def spy(images: torch.Tensor, apply_defect: torch.Tensor) -> object:
-        seen.append(apply_defect.clone())
-        return synthesize(images, apply_defect=apply_defect)
-
-    monkeypatch.setattr(model.synthetic_defect, "synthesize", spy)
-    before = [parameter.detach().clone() for parameter in model.model.parameters()]
-    model.training_step(_batch(2), 0)
-    assert optimizer.steps == 3
-    assert [len(flags) for flags in seen] == [2, 2, 2]
-    assert int(torch.cat(seen).sum()) == 4  # 2 defect copies of 2 images
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.model.parameters(), strict=True))
+    monkeypatch.setattr(model.synthetic_defect, "synthesize",
+                        lambda images, apply_defect: seen.append(apply_defect.clone()) or synthesize(images, apply_defect))
+    loss = model.training_step(_batch(4, defects=3), 0)
+    assert loss.ndim == 0 and loss.requires_grad
+    assert seen[0].tolist() == [True, True, True, False]
 
 
-def test_non_finite_loss_stops_without_touching_weights(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = RecSem(**TINY_RECSEM)
-    optimizer = _prepare(model, monkeypatch)
-    before = [parameter.detach().clone() for parameter in model.model.parameters()]
+def test_discriminator_input_decides_what_is_compared(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A grey image stays 0.5 everywhere through the light augmentation; only a defect changes it.
+    for choice, sees_the_defect in (("augmented", True), ("clean", False)):
+        model = RecSem(**{**TINY, "discriminator_input": choice})
+        seen = []
+        discriminate = model.model.discriminate
+        monkeypatch.setattr(model.model, "discriminate",
+                            lambda reconstruction, image, d=discriminate: seen.append(image) or d(reconstruction, image))
+        model.training_loss(torch.full((2, 3, 64, 64), 0.5), torch.tensor([True, True]))
+        assert (not torch.allclose(seen[0], torch.tensor(0.5), atol=1e-3)) == sees_the_defect, choice
+
+
+def test_non_finite_loss_stops_before_the_weights_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = RecSem(**TINY)
     compute = model.loss.forward
 
     def diverged(*args: object) -> dict[str, torch.Tensor]:
@@ -150,16 +152,38 @@ def test_non_finite_loss_stops_without_touching_weights(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(model.loss, "forward", diverged)
     with pytest.raises(FloatingPointError, match="learning_rate"):
-        model.training_step(_batch(2), 0)
-    assert optimizer.steps == 0
-    assert all(torch.equal(a, b) for a, b in zip(before, model.model.parameters(), strict=True))
+        model.training_step(_batch(), 0)
 
 
-def test_non_finite_image_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = RecSem(**TINY_RECSEM)
-    optimizer = _prepare(model, monkeypatch)
-    batch = ImageBatch(image=torch.rand(2, 3, 64, 64), gt_label=torch.zeros(2, dtype=torch.bool), image_path=["a.png", "b.png"])
-    batch.image[1, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match=r"b\.png"):
-        model.training_step(batch, 0)
-    assert optimizer.steps == 0
+def test_channels_last_formats_the_networks() -> None:
+    model = RecSem(**{**TINY, "channels_last": True})
+    model.on_fit_start()
+    weight = model.model.encoder.block1[0].weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    plain = RecSem(**TINY)
+    plain.on_fit_start()
+    assert plain.model.encoder.block1[0].weight.is_contiguous()
+
+
+def test_compile_trains_through_a_compiled_network_that_shares_the_weights() -> None:
+    model = RecSem(**{**TINY, "compile": True})
+    network = model._training_network()  # noqa: SLF001
+    assert network is not model.model and "_orig_mod" in dict(network.named_children())
+    assert network._orig_mod is model.model  # noqa: SLF001
+    assert not any(name.startswith("_compiled") for name in model.state_dict())
+    assert RecSem(**TINY)._training_network() is not None  # noqa: SLF001
+
+
+def test_bf16_autocast_loss_is_close_to_float32() -> None:
+    """Same weights, same batch, same defects: bf16 autocast within 5 % of the float32 loss."""
+    model = RecSem(**TINY)
+    images, flags = torch.rand(4, 3, 64, 64), torch.tensor([True, False, True, False])
+    torch.manual_seed(0)
+    reference = model.training_loss(images, flags)
+    torch.manual_seed(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model.training_loss(images, flags)
+    for name, value in reference.items():
+        assert torch.isfinite(mixed[name]), name
+        assert mixed[name].dtype == torch.float32, name
+        assert mixed[name].item() == pytest.approx(value.item(), rel=0.05), name

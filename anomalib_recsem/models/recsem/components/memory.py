@@ -7,7 +7,18 @@ that describe normal texture, so a defect, which no prototype describes, is not 
 bottleneck and concatenates the up-sampled results.
 
 The unit follows the Dynamic Prototype Unit of MPN (Lv et al., CVPR 2021) as adapted by
-Wang & Jin (2023); see ``method.md`` sections 3.2 and 3.3 for the formulas.
+Wang & Jin (2023). For a map ``Z`` (features plus location embedding) with positions
+``z_n`` and a bias-free linear head ``W`` (``M x C``):
+
+* position weights ``A = softmax_N(Z W^T)`` (each prototype attends over positions);
+* prototypes ``p_m = normalize(sum_n A_nm z_n)``;
+* addressing ``S = softmax_M(Z p^T)`` and read-out ``r_n = normalize(sum_m S_nm p_m)``;
+* output ``r_n + z_n`` (the skip connection);
+* compactness ``mean (z_n - p_k(n))^2`` with ``k(n) = argmax_m S_nm``, and separation
+  ``mean_{i<j} max(0, 1 - |p_i - p_j|^2)``.
+
+Under mixed precision the unit runs in float32: its softmaxes over hundreds of positions
+and its normalisations lose too much in bfloat16.
 """
 
 from __future__ import annotations
@@ -57,7 +68,8 @@ class PrototypeUnit(nn.Module):
         skip: Add the (embedded) input features to the read-out.
         normalize_query: L2-normalise each position before it forms and addresses the
             prototypes. The authors compare unnormalised queries with unit-norm
-            prototypes (method.md D18); this puts both on one scale, for ablations.
+            prototypes, so the compactness loss mixes two scales; this puts both on one
+            scale.
     """
 
     def __init__(
@@ -94,6 +106,9 @@ class PrototypeUnit(nn.Module):
             PrototypeReadout: Features of shape ``(B, C, H, W)``; in training mode also the
             compactness and separation losses.
         """
+        if torch.is_autocast_enabled(features.device.type):
+            with torch.autocast(features.device.type, enabled=False):
+                return self.forward(features.float())
         batch, channels, height, width = features.shape
         if self.location is not None:
             location = self.location

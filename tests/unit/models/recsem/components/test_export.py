@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from anomalib_recsem import RecSem
-from tests.conftest import TINY_RECSEM
+from anomalib_recsem.presets import model_arguments
+
+TINY_RECSEM = model_arguments("recsem_tiny")
 
 #: What anomalib writes per export type, under <export_root>/weights/<type>/.
 FILES = {

@@ -1,10 +1,13 @@
-"""Atomic exports: a failed or interrupted export never leaves files that look valid.
+"""Safe exports: never from an untrained model, never half-written.
+
+An untrained RecSem has random weights and NaN thresholds and normalisation bounds, so its
+export would label nothing; :func:`require_trained` refuses it, naming ``--ckpt_path``.
 
 anomalib's ``ExportMixin`` writes ``model.pt``, ``model.onnx`` (+ ``model.onnx.data``) and
 ``model.xml`` + ``model.bin`` straight into ``<export_root>/weights/<type>/``. An export that
 fails or is killed halfway (tracing error, full disk, Ctrl-C) leaves a truncated file under the
 final name, or a new ``model.xml`` beside the previous ``model.bin``, and the previous export is
-lost. :class:`AtomicExportMixin` runs anomalib's export into a hidden staging folder next to the
+lost. :class:`SafeExportMixin` runs anomalib's export into a hidden staging folder next to the
 target folder (``<export_root>/weights/.<type>-*.partial``) and moves the files into place with
 ``os.replace`` only once the export has returned: weight files first, the file that names the
 model (``.pt``, ``.onnx``, ``.xml``) last. Until then the previous export is untouched; a failure
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from anomalib.deploy.export import ExportType
+from anomalib.post_processing import PostProcessor
 
 logger = logging.getLogger(__name__)
 
@@ -79,28 +83,70 @@ def atomic_export(export_root: Path | str, export_type: ExportType, write: Calla
         shutil.rmtree(staging, ignore_errors=True)
 
 
-class AtomicExportMixin:
-    """Makes anomalib's ``to_torch``, ``to_onnx`` and ``to_openvino`` atomic (see the module docstring).
+class UntrainedModelError(RuntimeError):
+    """An export of a model that has never been trained or validated."""
+
+
+def require_trained(model: Any, export_type: str) -> None:  # noqa: ANN401
+    """Refuse to export a model whose post-processor never saw validation data.
+
+    Models without anomalib's post-processor, or with both thresholding and normalisation
+    switched off, are not checked.
+
+    Args:
+        model: The module about to be exported.
+        export_type: ``"torch"``, ``"onnx"`` or ``"openvino"``, for the message.
+
+    Raises:
+        UntrainedModelError: Naming ``--ckpt_path`` / ``ckpt_path``.
+    """
+    post_processor = getattr(model, "post_processor", None)
+    if not isinstance(post_processor, PostProcessor):
+        return
+    learned = []
+    if post_processor.enable_thresholding:
+        learned += [post_processor._image_threshold, post_processor._pixel_threshold]  # noqa: SLF001
+    if post_processor.enable_normalization:
+        learned += [post_processor.image_min, post_processor.image_max]
+    if not learned or not all(bool(value.isnan().all()) for value in learned):
+        return
+    msg = (
+        f"Refusing to export an untrained RecSem model to {export_type}: its thresholds and normalisation "
+        f"bounds were never learned (they come from the validation data during training), so the export would "
+        f"hold random weights. Pass the checkpoint of a trained model: on the command line "
+        f"`anomalib export --model RecSem --export_type {export_type} "
+        f"--ckpt_path results/RecSem/<dataset>/<category>/latest/weights/lightning/model.ckpt`, in Python "
+        f"`Engine.export(model, export_type, ckpt_path=...)`. (A model trained without validation data gets its "
+        f"thresholds from `Engine.validate`.)"
+    )
+    raise UntrainedModelError(msg)
+
+
+class SafeExportMixin:
+    """anomalib's ``to_torch``, ``to_onnx`` and ``to_openvino``, refused for an untrained model and written atomically.
 
     Put it before ``AnomalibModule`` in the bases. Arguments, file names and return values are
     anomalib's own.
     """
 
     def to_torch(self, export_root: Path | str, model_file_name: str = "model") -> Path:
-        """anomalib's ``to_torch``, written atomically."""
+        """anomalib's ``to_torch``, checked and written atomically."""
+        require_trained(self, "torch")
         export = super().to_torch  # type: ignore[misc]
         return atomic_export(export_root, ExportType.TORCH, lambda root: export(root, model_file_name))
 
     def to_onnx(self, export_root: Path | str, model_file_name: str = "model",
                 input_size: tuple[int, int] | None = None, **kwargs: Any) -> Path:  # noqa: ANN401
-        """anomalib's ``to_onnx``, written atomically."""
+        """anomalib's ``to_onnx``, checked and written atomically."""
+        require_trained(self, "onnx")
         export = super().to_onnx  # type: ignore[misc]
         return atomic_export(export_root, ExportType.ONNX,
                              lambda root: export(root, model_file_name, input_size, **kwargs))
 
     def to_openvino(self, export_root: Path | str, model_file_name: str = "model",
                     input_size: tuple[int, int] | None = None, **kwargs: Any) -> Path:  # noqa: ANN401
-        """anomalib's ``to_openvino`` (compression, ``ov_kwargs``, ... passed on), written atomically."""
+        """anomalib's ``to_openvino`` (compression, ``ov_kwargs``, ... passed on), checked and written atomically."""
+        require_trained(self, "openvino")
         export = super().to_openvino  # type: ignore[misc]
         return atomic_export(export_root, ExportType.OPENVINO,
                              lambda root: export(root, model_file_name, input_size, **kwargs))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from anomalib_recsem.models.recsem.memory import (
+from anomalib_recsem.models.recsem.components.memory import (
     MultiScalePrototypeMemory,
     PrototypeUnit,
     compactness_loss,
@@ -15,26 +17,37 @@ from anomalib_recsem.models.recsem.memory import (
 )
 
 
-def _internals(unit: PrototypeUnit, features: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Recompute the unit's intermediate tensors from its parameters."""
-    if unit.location is not None:
-        features = features + unit.location
-    queries = features.flatten(2).transpose(1, 2)
-    position_weights = torch.softmax(unit.prototype_head(queries), dim=1)
-    prototypes = F.normalize(position_weights.transpose(1, 2) @ queries, dim=-1)
-    addressing = torch.softmax(queries @ prototypes.transpose(1, 2), dim=-1)
-    return {"queries": queries, "weights": position_weights, "prototypes": prototypes, "addressing": addressing}
+def _unit_with_identity_head() -> PrototypeUnit:
+    unit = PrototypeUnit(channels=2, num_prototypes=2, size=(1, 2), location_embedding=False)
+    with torch.no_grad():
+        unit.prototype_head.weight.copy_(torch.eye(2))
+    return unit
 
 
-def test_prototypes_are_unit_norm_and_attention_rows_sum_to_one() -> None:
-    torch.manual_seed(0)
-    unit = PrototypeUnit(channels=16, num_prototypes=6, size=(4, 4))
-    internals = _internals(unit, torch.randn(3, 16, 4, 4))
-    assert torch.allclose(internals["prototypes"].norm(dim=-1), torch.ones(3, 6), atol=1e-6)
-    # Each position's attention over prototypes sums to one...
-    assert torch.allclose(internals["addressing"].sum(dim=-1), torch.ones(3, 16), atol=1e-6)
-    # ...and each prototype's weights over positions sum to one.
-    assert torch.allclose(internals["weights"].sum(dim=1), torch.ones(3, 6), atol=1e-6)
+def test_unit_forward_hand_computed() -> None:
+    """Two positions z1 = (1, 0), z2 = (0, 1) and a head W = I, worked out by hand.
+
+    Prototype 1 weighs the positions by softmax(1, 0) = (a, 1 - a), a = e / (e + 1), so
+    p1 = (a, 1 - a) / |.| and, by symmetry, p2 = (1 - a, a) / |.|. Position 1 addresses them
+    with softmax(z1 . p1, z1 . p2) and reads out their normalised mix, plus itself (skip).
+    """
+    a = math.e / (math.e + 1)
+    norm = math.hypot(a, 1 - a)
+    p1 = (a / norm, (1 - a) / norm)
+    p2 = (p1[1], p1[0])
+    s = 1 / (1 + math.exp(-(p1[0] - p2[0])))  # softmax weight of p1 for z1
+    mix = (s * p1[0] + (1 - s) * p2[0], s * p1[1] + (1 - s) * p2[1])
+    read = (mix[0] / math.hypot(*mix), mix[1] / math.hypot(*mix))
+    features = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])  # (B=1, C=2, H=1, W=2): z1, z2
+
+    output = _unit_with_identity_head()(features)
+
+    expected = torch.tensor([[[[1 + read[0], read[1]]], [[read[1], 1 + read[0]]]]])
+    assert torch.allclose(output.features, expected, atol=1e-6)
+    # Compactness: each position against its nearest prototype, mean over 2 positions x 2 channels.
+    assert output.compactness.item() == pytest.approx(((1 - p1[0]) ** 2 + p1[1] ** 2) / 2, rel=1e-5)
+    # Separation: one pair at squared distance |p1 - p2|^2, hinge at 1.
+    assert output.separation.item() == pytest.approx(1 - 2 * (p1[0] - p1[1]) ** 2, rel=1e-5)
 
 
 def test_readout_is_unit_norm_plus_skip() -> None:

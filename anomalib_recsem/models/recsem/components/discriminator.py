@@ -21,7 +21,7 @@ DISCRIMINATORS = ("unet", "fusion")
 
 
 class ConcatDiscriminator(nn.Module):
-    """DRAEM's U-Net on ``concat(reconstruction, image)``.
+    """DRAEM's U-Net on ``concat(reconstruction, image)``, with a 1x1 output convolution.
 
     Args:
         in_channels: Channels of one image.
@@ -31,6 +31,8 @@ class ConcatDiscriminator(nn.Module):
     def __init__(self, in_channels: int = 3, base_width: int = 64) -> None:
         super().__init__()
         self.network = DiscriminativeSubNetwork(in_channels=2 * in_channels, out_channels=2, base_width=base_width)
+        # anomalib's U-Net ends in a 3x3 convolution; the authors' copy of DRAEM's ends in a 1x1.
+        self.network.decoder_segment.fin_out = nn.Conv2d(base_width, 2, kernel_size=1)
 
     def forward(self, reconstruction: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Segment.
@@ -74,7 +76,7 @@ class FusionDiscriminator(nn.Module):
             )
             self.merge.append(nn.Sequential(*conv_bn_relu(up_out + skip, out), *conv_bn_relu(out, out)))
             below = out
-        self.head = nn.Conv2d(b, 2, kernel_size=3, padding=1)
+        self.head = nn.Conv2d(b, 2, kernel_size=1)
 
     def forward(self, reconstruction: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """Segment.

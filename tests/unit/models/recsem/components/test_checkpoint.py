@@ -1,4 +1,4 @@
-"""Tests of RecSem's checkpoint and export safeguards, without training."""
+"""Checkpoints that do not fit the model fail with one clear message; untrained models are not exported."""
 
 from __future__ import annotations
 
@@ -8,15 +8,15 @@ import pytest
 import torch
 
 from anomalib_recsem import RecSem
-from anomalib_recsem.models.recsem.safeguards import (
+from anomalib_recsem.models.recsem.components.checkpoint import (
     CheckpointMismatchError,
-    UntrainedModelError,
     check_checkpoint_matches,
     checkpoint_differences,
-    loading_checkpoint,
-    require_trained,
 )
-from tests.conftest import TINY_RECSEM
+from anomalib_recsem.models.recsem.components.export import UntrainedModelError, require_trained
+from anomalib_recsem.presets import model_arguments
+
+TINY_RECSEM = model_arguments("recsem_tiny")
 
 
 def _checkpoint(model: RecSem) -> dict:
@@ -51,8 +51,10 @@ def test_mismatch_names_the_argument(argument: str, value: object) -> None:
     assert message.startswith("The checkpoint does not fit")
     assert f"{argument}=" in message
     assert "\n" not in message
-    with loading_checkpoint("/runs/model.ckpt"), pytest.raises(CheckpointMismatchError, match="/runs/model.ckpt"):
-        check_checkpoint_matches(model, stored)
+    with pytest.raises(CheckpointMismatchError, match="^Checkpoint /runs/model.ckpt does not fit"):
+        check_checkpoint_matches(model, stored, path="/runs/model.ckpt")
+    with pytest.raises(CheckpointMismatchError, match="load_from_checkpoint was given"):
+        check_checkpoint_matches(model, stored, overrides={argument: value})
 
 
 def test_mismatch_without_hyper_parameters_lists_tensors() -> None:

@@ -1,4 +1,4 @@
-"""A small MVTec AD-layout dataset for tests: textured tiles with painted defects."""
+"""A small generated MVTec AD-layout dataset (textured tiles with painted defects), for tests and smoke runs."""
 
 from __future__ import annotations
 

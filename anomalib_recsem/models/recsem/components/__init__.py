@@ -1,0 +1,1 @@
+"""Parts of RecSem: networks (memory, decoder, discriminator), training-run mechanics and safeguards."""

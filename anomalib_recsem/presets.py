@@ -1,0 +1,54 @@
+"""RecSem's presets, read from the YAML configs they are defined in.
+
+Each preset is one anomalib CLI config in ``configs/``: ``recsem`` (the paper's settings),
+``recsem_small`` (the CPU preset) and ``recsem_tiny`` (seconds on a CPU: tests and smoke
+runs). The demo, the benchmarks and the tests take a preset's model arguments from there,
+so a preset is written down once.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PRESETS: tuple[str, ...] = ("recsem", "recsem_small", "recsem_tiny")
+
+# A source checkout (and an editable install) keeps the configs at the repository root; a
+# built wheel carries them inside the package.
+_CONFIG_DIRS = (Path(__file__).resolve().parents[1] / "configs", Path(__file__).resolve().parent / "configs")
+
+
+def config_path(name: str) -> Path:
+    """The YAML file of preset ``name``.
+
+    Raises:
+        ValueError: If ``name`` is not one of :data:`PRESETS`.
+        FileNotFoundError: If the configs folder is missing from this installation.
+    """
+    if name not in PRESETS:
+        msg = f"preset must be one of {PRESETS}, got {name!r}."
+        raise ValueError(msg)
+    for folder in _CONFIG_DIRS:
+        path = folder / f"{name}.yaml"
+        if path.is_file():
+            return path
+    msg = f"Preset {name!r}: {name}.yaml is in none of {[str(folder) for folder in _CONFIG_DIRS]}."
+    raise FileNotFoundError(msg)
+
+
+@cache
+def _load(name: str) -> dict[str, Any]:
+    return yaml.safe_load(config_path(name).read_text())
+
+
+def preset_config(name: str) -> dict[str, Any]:
+    """The whole config of preset ``name`` (trainer, model and data sections), as a new dict."""
+    return yaml.safe_load(yaml.safe_dump(_load(name)))
+
+
+def model_arguments(name: str) -> dict[str, Any]:
+    """``RecSem`` constructor arguments of preset ``name`` (the config's ``model.init_args``)."""
+    return dict(preset_config(name)["model"].get("init_args") or {})

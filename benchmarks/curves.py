@@ -1,0 +1,243 @@
+"""Learning curves: RecSem and Draem trained like for like, evaluated every few optimiser steps.
+
+Both models get the same antialiased resize, image size, batch size, first-block widths,
+DTD textures and seeds, and are trained through anomalib's ``Engine`` for the same number
+of optimiser steps. Every ``--every`` steps (and at step 0) the test set (by default every
+second image, to keep evaluations cheap on a CPU) is scored: image
+AUROC, pixel AUROC and AUPRO (FPR 0.3), and the reconstruction's health. Each point is a
+row of the CSV (model, seed, step, samples, seconds, ...); ``seconds`` is training wall
+clock, set-up included, evaluations excluded.
+
+Resumable: a finished (model, seed) run is skipped; an interrupted one continues from the
+checkpoint written at its last point. Commands (repository root)::
+
+    uv run python benchmarks/curves.py                       # magnetic_tile, CPU preset, 3 seeds
+    uv run python benchmarks/curves.py --plot-only           # redraw the PNG from the CSV
+    uv run python benchmarks/curves.py --smoke --output /tmp/curves   # generated data, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything  # noqa: E402
+
+from benchmarks import harness  # noqa: E402
+
+COLUMNS = (
+    "model", "seed", "step", "samples", "seconds", "epoch",
+    "image_AUROC", "pixel_AUPRO", "pixel_AUROC",
+    "reconstruction_error", "reconstruction_spread", "residual_pixel_AUROC",
+    "category", "image_size", "batch_size", "width", "textures", "preset", "precision", "threads", "device",
+    "load_average",
+    "finished_at",
+)
+#: Models a curve can follow: RecSem variants (constructor overrides on the preset) and Draem.
+RECSEM_VARIANTS: dict[str, dict[str, Any]] = {"recsem": {}, "recsem_authors_memory": {"normalize_query": False}}
+MODELS = (*RECSEM_VARIANTS, "draem")
+
+
+class CurveRecorder(Callback):
+    """Evaluate every ``every`` steps, append a row and save a checkpoint to resume from."""
+
+    def __init__(self, data: harness.EvaluationSet, every: int, csv_path: Path, checkpoint: Path,
+                 clock: harness.StepClock, fixed: dict[str, Any], max_seconds: float | None = None) -> None:
+        self.data, self.every, self.csv_path, self.checkpoint = data, every, csv_path, checkpoint
+        self.clock, self.fixed, self.max_seconds = clock, fixed, max_seconds
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """The untrained model is the curve's first point."""
+        if trainer.global_step == 0:
+            self._record(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:  # noqa: ANN401
+        """A point every ``every`` steps and at the last step (also when the time budget ends the run)."""
+        out_of_time = self.max_seconds is not None and self.clock.elapsed() >= self.max_seconds
+        if trainer.global_step % self.every == 0 or trainer.global_step >= trainer.max_steps or out_of_time:
+            self._record(trainer, pl_module)
+        if out_of_time:
+            trainer.should_stop = True
+
+    def _record(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.clock.pause()
+        metrics = harness.evaluate(pl_module, self.data)
+        row = {
+            **self.fixed,
+            "step": trainer.global_step,
+            "samples": trainer.global_step * self.fixed["batch_size"],
+            "seconds": round(self.clock.seconds, 1),
+            "epoch": trainer.current_epoch,
+            **metrics,
+            "load_average": harness.load_average(),
+            "finished_at": harness.now(),
+        }
+        with _locked(self.csv_path):
+            harness.append_row(self.csv_path, row, COLUMNS)
+        if trainer.global_step > 0:
+            trainer.save_checkpoint(self.checkpoint)
+        logging.getLogger("curves").info("%s seed %s step %d: %s", row["model"], row["seed"], row["step"],
+                                         {k: round(v, 3) for k, v in metrics.items()})
+        self.clock.resume()
+
+
+class _locked:  # noqa: N801  a context manager, named as one
+    """An exclusive lock on ``<path>.lock``, so parallel runs append rows one at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path.with_suffix(path.suffix + ".lock")
+
+    def __enter__(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle = self.path.open("w")
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+
+    def __exit__(self, *args: object) -> None:
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def run(model_name: str, seed: int, args: argparse.Namespace) -> None:
+    """Train one model with one seed, recording its curve (or continue an interrupted run)."""
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    from anomalib.engine import Engine  # noqa: PLC0415  (after the thread count is set)
+
+    csv_path = args.output / f"curve_{args.category}.csv"
+    checkpoint = args.output / "checkpoints" / f"{args.category}_{model_name}_seed{seed}.ckpt"
+    resume = checkpoint if checkpoint.is_file() else None
+    with _locked(csv_path):  # keep only the points the checkpoint has reached
+        rows = harness.read_rows(csv_path)
+        reached = torch.load(resume, map_location="cpu", weights_only=False)["global_step"] if resume else -1
+        harness.write_rows(csv_path, [row for row in rows if not (
+            row["model"] == model_name and row["seed"] == str(seed) and int(row["step"]) > reached)], COLUMNS)
+
+    seed_everything(seed, workers=True)
+    if model_name in RECSEM_VARIANTS:
+        module = harness.recsem(args.preset, anomaly_source=args.textures, image_size=args.image_size,
+                                visualizer=False, **RECSEM_VARIANTS[model_name])
+        width = module.hparams["reconstruction_width"]
+    else:
+        width = args.width if args.width is not None else harness.recsem(args.preset).hparams["reconstruction_width"]
+        module = harness.draem(args.image_size, width=width if width > 0 else None, dtd=args.textures)
+    clock = harness.StepClock()
+    fixed = {"model": model_name, "seed": seed, "category": args.category, "image_size": args.image_size,
+             "batch_size": args.batch_size, "width": width, "textures": args.textures.name, "preset": args.preset,
+             "threads": args.threads, "precision": args.precision, "device": harness.device_name(args.accelerator)}
+    data = harness.EvaluationSet(args.root, args.category, args.image_size, stride=args.eval_stride)
+    recorder = CurveRecorder(data, args.every, csv_path, checkpoint, clock, fixed, args.max_seconds)
+    datamodule = harness.magnetic_tile(args.batch_size, num_workers=args.workers, root=args.root)
+    datamodule.category = args.category
+    with tempfile.TemporaryDirectory() as folder:
+        engine = Engine(max_steps=args.steps, max_epochs=-1, callbacks=[clock, recorder], logger=False,
+                        limit_val_batches=0, num_sanity_val_steps=0,
+                        accelerator=args.accelerator, devices=1, default_root_dir=folder,
+                        precision=args.precision, enable_progress_bar=False)
+        engine.fit(module, datamodule=datamodule, ckpt_path=resume)
+
+
+def finished(csv_path: Path, model_name: str, seed: int, steps: int, max_seconds: float | None) -> bool:
+    """Whether the CSV already holds the run's last point (its last step, or its time budget)."""
+    return any(row["model"] == model_name and row["seed"] == str(seed)
+               and (int(row["step"]) >= steps or (max_seconds is not None and float(row["seconds"]) >= max_seconds))
+               for row in harness.read_rows(csv_path))
+
+
+def plot(csv_path: Path, png: Path) -> None:
+    """Mean and range over seeds of each model's curves, against steps and against seconds."""
+    import matplotlib as mpl  # noqa: PLC0415
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    rows = harness.read_rows(csv_path)
+    metrics = ("image_AUROC", "pixel_AUPRO", "reconstruction_spread", "residual_pixel_AUROC")
+    figure, axes = plt.subplots(2, len(metrics), figsize=(4.2 * len(metrics), 7), squeeze=False)
+    for model_name in sorted({row["model"] for row in rows}):
+        mine = [row for row in rows if row["model"] == model_name]
+        steps = sorted({int(row["step"]) for row in mine})
+        for column, metric in enumerate(metrics):
+            for line, x_name in enumerate(("step", "seconds")):
+                points = [[row for row in mine if int(row["step"]) == step] for step in steps]
+                x = [sum(float(r[x_name]) for r in group) / len(group) for group in points]
+                values = [[float(r[metric]) for r in group] for group in points]
+                mean = [sum(v) / len(v) for v in values]
+                axis = axes[line][column]
+                axis.plot(x, mean, label=f"{model_name} ({len({r['seed'] for r in mine})} seeds)")
+                axis.fill_between(x, [min(v) for v in values], [max(v) for v in values], alpha=0.2)
+                axis.set_xlabel("optimiser steps" if x_name == "step" else "training seconds")
+                axis.set_title(metric)
+                axis.grid(alpha=0.3)
+    axes[0][0].legend()
+    device = rows[0]["device"] if rows else ""
+    figure.suptitle(f"{csv_path.stem}: mean and min-max over seeds ({device})")
+    figure.tight_layout()
+    figure.savefig(png, dpi=90)
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=["recsem", "draem"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=8000, help="optimiser steps per run")
+    parser.add_argument("--every", type=int, default=500, help="steps between points")
+    parser.add_argument("--eval-stride", type=int, default=2,
+                        help="score every n-th test image (2: half the test set, every defect type kept)")
+    parser.add_argument("--preset", default="recsem_small", help="RecSem preset (configs/<preset>.yaml)")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--root", type=Path, default=harness.SHARED_DATASETS, help="MVTec AD-layout root")
+    parser.add_argument("--category", default="magnetic_tile")
+    parser.add_argument("--textures", type=Path, default=harness.DTD_IMAGES)
+    parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed")
+    parser.add_argument("--max-seconds", type=float, default=None, help="training seconds per run at most")
+    parser.add_argument("--width", type=int, default=None,
+                        help="Draem's first-block widths: default the RecSem preset's reconstruction_width, 0 stock")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side")
+    parser.add_argument("--workers", type=int, default=0, help="data-loader workers per run")
+    parser.add_argument("--output", type=Path, default=harness.RESULTS)
+    parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="generated data, tiny preset, a few steps")
+    if "--smoke" in (sys.argv[1:] if argv is None else argv):  # defaults for a run of seconds; flags still win
+        parser.set_defaults(category="dummy", preset="recsem_tiny", image_size=64, batch_size=4, steps=4, every=2,
+                            seeds=[0], jobs=1)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.root, args.textures = harness.smoke_data(args.output / "data")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the missing runs, then plot."""
+    args = parse_arguments(argv)
+    csv_path = args.output / f"curve_{args.category}.csv"
+    if not args.plot_only:
+        todo = [(model, seed) for seed in args.seeds for model in args.models
+                if not finished(csv_path, model, seed, args.steps, args.max_seconds)]
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
+            for future in [pool.submit(run, model, seed, args) for model, seed in todo]:
+                future.result()
+    plot(csv_path, csv_path.with_suffix(".png"))
+    print(f"{csv_path}\n{csv_path.with_suffix('.png')}")  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""The benchmarks' shared harness: machine, models, data, evaluation, CSV rows and plots.
+
+The scripts in this folder (``curves.py``, ``accuracy.py``, ``speed.py``, ``gpu_campaign.py``)
+are thin layers over these functions, so that every benchmark builds RecSem and Draem the same
+way, reads the same data with the same resize, and writes rows the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from anomalib.data import ImageBatch, InferenceBatch, MVTecAD
+from anomalib.data.datasets.image.mvtecad import MVTecADDataset
+from anomalib.metrics import AUPRO
+from anomalib.models import Draem
+from anomalib.models.image.draem.torch_model import DiscriminativeSubNetwork, ReconstructiveSubNetwork
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torchmetrics.functional.classification import binary_auroc
+from torchvision.transforms.v2 import Resize
+
+from anomalib_recsem import RecSem
+from anomalib_recsem.models.recsem.components.health import ReconstructionError, ReconstructionSpread, ResidualAUROC
+from anomalib_recsem.models.recsem.components.resize import AntialiasedPreProcessor
+from anomalib_recsem.presets import model_arguments
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+#: Real data beside the project; never copied into it.
+SHARED_DATASETS = Path(os.environ.get("RECSEM_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
+#: Both models draw defect textures from the same DTD files.
+DTD_IMAGES = SHARED_DATASETS / "dtd" / "images"
+
+
+# --------------------------------------------------------------------------------------
+# Machine
+# --------------------------------------------------------------------------------------
+
+
+def device_name(accelerator: str = "auto") -> str:
+    """The accelerator or CPU that runs the benchmark, in words."""
+    if accelerator != "cpu" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    cpu = platform.processor() or "CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu} ({len(os.sched_getaffinity(0))} cores)"
+
+
+def load_average() -> float:
+    """One-minute load average (how busy the machine was)."""
+    return round(os.getloadavg()[0], 2)
+
+
+def now() -> str:
+    """UTC timestamp for rows."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------------------
+# Models and data
+# --------------------------------------------------------------------------------------
+
+
+def recsem(preset: str = "recsem_small", **overrides: Any) -> RecSem:  # noqa: ANN401
+    """RecSem from a preset in ``configs/``, with overrides."""
+    return RecSem(**{**model_arguments(preset), **overrides})
+
+
+def draem(image_size: int, width: int | None = None, dtd: Path = DTD_IMAGES) -> Draem:
+    """anomalib's Draem with an antialiased resize to ``image_size``, narrowed to ``width`` if given.
+
+    ``width`` replaces both sub-networks' first-block widths (stock: 128 and 64), so Draem and
+    RecSem can be compared at equal widths. The pre-processor is RecSem's, so both models see
+    the same pixels in training, evaluation and export.
+
+    Raises:
+        FileNotFoundError: If ``dtd`` holds no images: Draem would otherwise download DTD.
+    """
+    if not any(dtd.rglob("*.jpg")):
+        msg = f"Draem needs DTD textures in {dtd} (it would download them otherwise)."
+        raise FileNotFoundError(msg)
+    model = Draem(dtd_dir=dtd, pre_processor=AntialiasedPreProcessor((image_size, image_size)), visualizer=False)
+    if width is not None:
+        model.model.reconstructive_subnetwork = ReconstructiveSubNetwork(base_width=width)
+        model.model.discriminative_subnetwork = DiscriminativeSubNetwork(in_channels=6, out_channels=2, base_width=width)
+    return model
+
+
+def magnetic_tile(batch_size: int = 8, num_workers: int = 2, root: Path = SHARED_DATASETS) -> MVTecAD:
+    """The Magnetic Tile Defect dataset (MVTec AD layout) as anomalib's datamodule."""
+    return MVTecAD(root=root, category="magnetic_tile", train_batch_size=batch_size, eval_batch_size=32,
+                   num_workers=num_workers)
+
+
+def smoke_data(folder: Path) -> tuple[Path, Path]:
+    """A generated MVTec AD-layout category ``dummy`` and a folder of JPEG textures, for smoke runs.
+
+    Returns:
+        tuple[Path, Path]: The dataset root and the texture folder.
+    """
+    from PIL import Image  # noqa: PLC0415
+
+    from anomalib_recsem.data.toy_mvtec import write_mvtec_dataset  # noqa: PLC0415
+
+    textures = folder / "textures"
+    textures.mkdir(parents=True, exist_ok=True)
+    generator = np.random.default_rng(0)
+    for index in range(4):
+        Image.fromarray(generator.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(textures / f"{index}.jpg")
+    return write_mvtec_dataset(folder / "mvtec", num_train=8, num_test_good=4, num_test_defective=4), textures
+
+
+class EvaluationSet:
+    """Test images at the model's size (antialiased resize), their labels and masks, held in memory.
+
+    Args:
+        root: MVTec AD-layout root.
+        category: Category folder.
+        image_size: Side the images are resized to.
+        stride: Keep every ``stride``-th test image (in the dataset's sorted order, so every
+            defect type keeps its share).
+    """
+
+    def __init__(self, root: Path, category: str, image_size: int, stride: int = 1) -> None:
+        dataset = MVTecADDataset(root=root, category=category, split="test",
+                                 augmentations=Resize((image_size, image_size), antialias=True))
+        loader = torch.utils.data.DataLoader(dataset, batch_size=32, collate_fn=dataset.collate_fn)
+        images, labels, masks = [], [], []
+        for batch in loader:
+            images.append(batch.image)
+            labels.append(batch.gt_label)
+            masks.append(batch.gt_mask.reshape(batch.image.shape[0], image_size, image_size))
+        self.images = torch.cat(images)[::stride].contiguous()
+        self.labels = torch.cat(labels).long()[::stride]
+        self.masks = torch.cat(masks).bool()[::stride].contiguous()
+
+
+def predict(module: LightningModule, images: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    """Eval-mode prediction and the reconstruction behind it, for RecSem or Draem, in one pass."""
+    network = module.model
+    if isinstance(module, RecSem):
+        reconstruction = network.reconstruct(images)[0]
+        return network.predict(network.discriminate(network.normalize(reconstruction), images)), reconstruction
+    reconstruction = network.reconstructive_subnetwork(images)
+    logits = network.discriminative_subnetwork(torch.cat([images, reconstruction], dim=1))
+    anomaly_map = torch.softmax(logits, dim=1)[:, 1]
+    return InferenceBatch(pred_score=anomaly_map.flatten(1).amax(1), anomaly_map=anomaly_map), reconstruction
+
+
+@torch.no_grad()
+def evaluate(module: LightningModule, data: EvaluationSet, batch_size: int = 32) -> dict[str, float]:
+    """Image AUROC, pixel AUROC and AUPRO (FPR 0.3) and reconstruction health of ``module`` on ``data``.
+
+    The networks run in eval mode on the module's device; the module's mode is restored.
+    """
+    was_training = module.training
+    module.eval()
+    device = module.device
+    scores, maps = [], []
+    error, spread, residual = ReconstructionError(), ReconstructionSpread(), ResidualAUROC()
+    for start in range(0, len(data.images), batch_size):
+        images = data.images[start : start + batch_size].to(device)
+        labels = data.labels[start : start + batch_size]
+        masks = data.masks[start : start + batch_size]
+        output, reconstruction = predict(module, images)
+        scores.append(output.pred_score.float().cpu())
+        maps.append(output.anomaly_map.float().cpu().reshape(masks.shape))
+        reconstruction = reconstruction.float().cpu()
+        error.update(images.cpu(), reconstruction, labels)
+        spread.update(images.cpu(), reconstruction)
+        residual.update(images.cpu(), reconstruction, masks)
+    module.train(was_training)
+    score, anomaly_map = torch.cat(scores), torch.cat(maps)
+    aupro = AUPRO(fields=["anomaly_map", "gt_mask"], fpr_limit=0.3, strict=False)
+    aupro.update(ImageBatch(image=data.images[:1].expand(len(score), -1, -1, -1), anomaly_map=anomaly_map,
+                            gt_mask=data.masks))
+    return {
+        "image_AUROC": float(binary_auroc(score, data.labels)),
+        "pixel_AUROC": float(binary_auroc(anomaly_map.flatten(), data.masks.flatten().long())),
+        "pixel_AUPRO": float(aupro.compute()),
+        "reconstruction_error": float(error.compute()),
+        "reconstruction_spread": float(spread.compute()),
+        "residual_pixel_AUROC": float(residual.compute()),
+    }
+
+
+# --------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV file (none if it does not exist)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def write_rows(path: Path, rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Write ``rows`` atomically (a temporary file renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".partial")
+    with os.fdopen(handle, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows({key: _cell(row.get(key, "")) for key in columns} for row in rows)
+    os.chmod(temporary, 0o644)  # mkstemp makes it private
+    Path(temporary).replace(path)
+
+
+def append_row(path: Path, row: dict[str, Any], columns: Sequence[str]) -> None:
+    """Add one row to a CSV file, keeping the rows already there."""
+    write_rows(path, [*read_rows(path), row], columns)
+
+
+def _cell(value: Any) -> Any:  # noqa: ANN401
+    if isinstance(value, float):
+        return f"{value:.6g}" if math.isfinite(value) else str(value)
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value)
+    return value
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+# --------------------------------------------------------------------------------------
+# Timing a Lightning run
+# --------------------------------------------------------------------------------------
+
+
+class StepClock(Callback):
+    """Wall-clock seconds of training (set-up included, evaluations excluded), resumable.
+
+    Other callbacks pause it around their own work with :meth:`pause`.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._since: float | None = None
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        """Start counting before the model's own set-up (data caching counts as training)."""
+        if stage == "fit":
+            self._since = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds so far."""
+        return self.seconds + (time.perf_counter() - self._since if self._since is not None else 0.0)
+
+    def pause(self) -> None:
+        """Stop counting."""
+        self.seconds = self.elapsed()
+        self._since = None
+
+    def resume(self) -> None:
+        """Count again."""
+        self._since = time.perf_counter()
+
+    def state_dict(self) -> dict[str, float]:
+        """Seconds counted, for checkpoints."""
+        return {"seconds": self.elapsed()}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        """Continue counting from a checkpoint."""
+        self.seconds = state_dict["seconds"]

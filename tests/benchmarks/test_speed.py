@@ -1,0 +1,46 @@
+"""``benchmarks/speed.py``: its cells run and write well-formed rows (timings are never asserted)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import harness, speed
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_and_defect_cells_write_rows_with_mfu(tmp_path: Path) -> None:
+    assert speed.main(["--parts", "train", "defects", "--presets", "recsem_tiny", "--precisions", "fp32", "bf16",
+                       "--steps", "1", "--warmup", "0", "--output", str(tmp_path)]) == 0
+    rows = harness.read_rows(tmp_path / "train_step.csv")
+    assert {(row["precision"], row["channels_last"]) for row in rows} == {
+        ("fp32", "False"), ("fp32", "True"), ("bf16", "False"), ("bf16", "True")}
+    for row in rows:
+        assert row["status"] == "ok", row["note"]
+        assert 0 < float(row["mfu"]) < 1
+        assert float(row["samples_per_second"]) == pytest.approx(4 / float(row["seconds_per_step"]), rel=1e-4)
+        assert 0 <= float(row["outside_share"]) < 1
+    defects = harness.read_rows(tmp_path / "defects.csv")
+    assert {row["image_size"] for row in defects} == {"128", "256"}
+    assert all(math.isfinite(float(row["ms_per_batch"])) for row in defects)
+    assert "## Training step" in (tmp_path / "SPEED.md").read_text()
+
+
+def test_step_flops_are_three_forward_passes() -> None:
+    model = harness.recsem("recsem_tiny")
+    images, flags = torch.rand(2, 3, 64, 64), torch.tensor([True, False])
+    from torch.utils.flop_counter import FlopCounterMode  # noqa: PLC0415
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.model(images)
+    forward = counter.get_total_flops()
+    assert speed.step_flops(model, images, flags) == pytest.approx(3 * forward, rel=0.05)
+
+
+def test_cpu_peak_follows_threads_and_dtype() -> None:
+    fp32 = speed.peak_tflops(torch.device("cpu"), "fp32")
+    assert speed.peak_tflops(torch.device("cpu"), "bf16") == pytest.approx(2 * fp32)
