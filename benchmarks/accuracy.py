@@ -52,11 +52,15 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 DIFFERNET_IMAGE_AUROC = 0.977
 
 
+def draem_width(args: argparse.Namespace) -> int:
+    """Draem's first-block widths: ``--width``, else RecSem's preset's (0: Draem's stock 128/64)."""
+    return args.width if args.width is not None else harness.recsem(args.preset).hparams["reconstruction_width"]
+
+
 def build(model_name: str, variant: str, args: argparse.Namespace) -> harness.LightningModule:
     """The model of one run."""
     if model_name == "draem":
-        width = args.width if args.width is not None else harness.recsem(args.preset).hparams["reconstruction_width"]
-        return harness.draem(args.image_size, width=width or None, dtd=args.textures)
+        return harness.draem(args.image_size, width=draem_width(args) or None, dtd=args.textures)
     overrides = dict(ABLATIONS[variant])
     if overrides.get("memory_scales") == "finest":
         overrides["memory_scales"] = [args.image_size // 16]
@@ -76,8 +80,8 @@ def run(model_name: str, variant: str, seed: int, args: argparse.Namespace) -> d
     row: dict[str, Any] = {
         "model": model_name, "variant": variant, "seed": seed, "category": args.category,
         "image_size": args.image_size, "epochs": args.epochs, "batch_size": args.batch_size,
-        "reconstruction_width": hparams.get("reconstruction_width", args.width),
-        "discriminator_width": hparams.get("discriminator_width", args.width),
+        "reconstruction_width": hparams.get("reconstruction_width", draem_width(args) or 128),
+        "discriminator_width": hparams.get("discriminator_width", draem_width(args) or 64),
         "memory_scales": hparams.get("memory_scales") or "", "location_embedding": hparams.get("location_embedding", ""),
         "discriminator": hparams.get("discriminator", "draem"), "textures": args.textures.name,
         "torch_threads": torch.get_num_threads(), "accelerator": args.accelerator,
@@ -114,14 +118,15 @@ def summarise(output: Path, category: str) -> Path:
             continue
         groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
         for row in rows:
-            groups.setdefault((row["model"], row["variant"], row["preset"], row["epochs"], row["image_size"],
+            groups.setdefault((row["model"], row["variant"], row["preset"], row["image_size"], row["epochs"],
                                row["device_name"]), []).append(row)
         lines += [f"## `{name}.csv`", "", "| model | variant | preset | px | epochs | device | runs | image AUROC |"
                   " pixel AUPRO | pixel AUROC |", "|---|---|---|---|---|---|---|---|---|---|"]
         for key, group in groups.items():
             cells = []
             for metric in ("image_AUROC", "pixel_AUPRO", "pixel_AUROC"):
-                mean, std = harness.mean_std([float(row[metric]) for row in group])
+                values = [float(row[metric]) for row in group if row.get(metric)]
+                mean, std = harness.mean_std(values) if values else (float("nan"), 0.0)
                 cells.append(f"{mean:.3f} ± {std:.3f}")
             lines.append(f"| {' | '.join(key)} | {len(group)} | {' | '.join(cells)} |")
         lines.append("")

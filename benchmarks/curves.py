@@ -189,6 +189,37 @@ def plot(csv_path: Path, png: Path) -> None:
     figure.savefig(png, dpi=90)
 
 
+def summarise(csv_path: Path, path: Path) -> Path:
+    """CURVES.md: every model's mean ± std over seeds at each step, and the goals."""
+    rows = harness.read_rows(csv_path)
+    lines = [f"# Learning curves: `{csv_path.name}`", "",
+             "Written by `benchmarks/curves.py` (redraw: `--plot-only`). Mean ± sample standard deviation over the",
+             "seeds that reached each step; `seconds` is training wall clock (evaluations excluded). Scored on every",
+             "second test image. Spread: per-pixel standard deviation across images of the reconstructions over",
+             "that of the inputs (0: one image whatever the input).", "",
+             f"![curves]({csv_path.with_suffix('.png').name})", ""]
+    for model_name in sorted({row["model"] for row in rows}):
+        mine = [row for row in rows if row["model"] == model_name]
+        first = mine[0]
+        lines += [f"## {model_name}", "",
+                  f"{first['preset']} preset settings, {first['image_size']} px, batch {first['batch_size']}, width "
+                  f"{first['width']}, textures {first['textures']}, {first['precision']}, {first['threads']} thread(s) "
+                  f"per run on {first['device']}.", "",
+                  "| step | seeds | seconds | image AUROC | pixel AUPRO | pixel AUROC | spread | residual pixel AUROC |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for step in sorted({int(row["step"]) for row in mine}):
+            group = [row for row in mine if int(row["step"]) == step]
+            cells = []
+            for column in ("seconds", "image_AUROC", "pixel_AUPRO", "pixel_AUROC", "reconstruction_spread",
+                           "residual_pixel_AUROC"):
+                mean, std = harness.mean_std([float(row[column]) for row in group])
+                cells.append(f"{mean:.0f}" if column == "seconds" else f"{mean:.3f} ± {std:.3f}")
+            lines.append(f"| {step} | {len(group)} | {' | '.join(cells)} |")
+        lines.append("")
+    path.write_text("\n".join(lines))
+    return path
+
+
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -235,7 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for future in [pool.submit(run, model, seed, args) for model, seed in todo]:
                 future.result()
     plot(csv_path, csv_path.with_suffix(".png"))
-    print(f"{csv_path}\n{csv_path.with_suffix('.png')}")  # noqa: T201
+    summary = summarise(csv_path, args.output / ("CURVES.md" if args.category == "magnetic_tile"
+                                                 else f"CURVES_{args.category}.md"))
+    print(f"{csv_path}\n{csv_path.with_suffix('.png')}\n{summary}")  # noqa: T201
     return 0
 
 

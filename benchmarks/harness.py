@@ -83,7 +83,7 @@ def recsem(preset: str = "recsem_small", **overrides: Any) -> RecSem:  # noqa: A
 
 
 def draem(image_size: int, width: int | None = None, dtd: Path = DTD_IMAGES) -> Draem:
-    """anomalib's Draem with an antialiased resize to ``image_size``, narrowed to ``width`` if given.
+    """anomalib's Draem with RecSem's antialiased resize and metrics, narrowed to ``width`` if given.
 
     ``width`` replaces both sub-networks' first-block widths (stock: 128 and 64), so Draem and
     RecSem can be compared at equal widths. The pre-processor is RecSem's, so both models see
@@ -95,7 +95,8 @@ def draem(image_size: int, width: int | None = None, dtd: Path = DTD_IMAGES) -> 
     if not any(dtd.rglob("*.jpg")):
         msg = f"Draem needs DTD textures in {dtd} (it would download them otherwise)."
         raise FileNotFoundError(msg)
-    model = Draem(dtd_dir=dtd, pre_processor=AntialiasedPreProcessor((image_size, image_size)), visualizer=False)
+    model = Draem(dtd_dir=dtd, pre_processor=AntialiasedPreProcessor((image_size, image_size)),
+                  evaluator=RecSem.configure_evaluator(), visualizer=False)
     if width is not None:
         model.model.reconstructive_subnetwork = ReconstructiveSubNetwork(base_width=width)
         model.model.discriminative_subnetwork = DiscriminativeSubNetwork(in_channels=6, out_channels=2, base_width=width)

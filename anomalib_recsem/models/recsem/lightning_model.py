@@ -11,7 +11,6 @@ lives in ``components/`` (``training_data``, ``random_streams``), installed as c
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -315,12 +314,21 @@ class RecSem(SafeExportMixin, AnomalibModule):
             self.log("residual_pixel_AUROC", self.residual_auroc, batch_size=batch_size)
         return batch.update(**prediction._asdict())
 
-    def configure_optimizers(self) -> dict[str, Any]:
-        """Adam, with the authors' per-epoch schedule: warm-up from 0.1x, cosine decay to a 0.1x floor."""
-        optimizer = torch.optim.Adam(self.model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
-        schedule = functools.partial(warmup_cosine, total_epochs=self._total_epochs(), warmup_epochs=self.warmup_epochs)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam; the learning rate follows :func:`warmup_cosine`, set at every epoch start."""
+        return torch.optim.Adam(self.model.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+
+    def on_train_epoch_start(self) -> None:
+        """Set this epoch's learning rate.
+
+        A pure function of the epoch and the run's length rather than an ``LRScheduler``'s
+        state: a run resumed with another ``max_epochs`` than the checkpoint's (a 1-epoch run
+        continued to 3) then follows the new run's curve from its first resumed epoch.
+        """
+        rate = self.learning_rate * warmup_cosine(self.current_epoch, self._total_epochs(), self.warmup_epochs)
+        for group in self.optimizers().optimizer.param_groups:
+            group["lr"] = rate
+        self.log("learning_rate", rate, on_step=False, on_epoch=True, sync_dist=True)
 
     def _total_epochs(self) -> int:
         """The run's length in epochs, also when it is set in steps (``max_steps``)."""
