@@ -108,7 +108,7 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
     model = harness.recsem(preset, image_size=image_size, channels_last=channels_last, compile=compiled)
     model.to(device)
     model.on_fit_start()
-    optimizer = model.configure_optimizers()["optimizer"]
+    optimizer = model.configure_optimizers()
     # Training images kept on the device, as the in-memory training data does.
     stored = torch.rand(64, 3, image_size, image_size, device=device)
     gather = lambda: (stored[torch.randint(0, 64, (batch,), device=device)], torch.rand(batch) < 0.5)  # noqa: E731
