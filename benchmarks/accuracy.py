@@ -52,15 +52,11 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 DIFFERNET_IMAGE_AUROC = 0.977
 
 
-def draem_width(args: argparse.Namespace) -> int:
-    """Draem's first-block widths: ``--width``, else RecSem's preset's (0: Draem's stock 128/64)."""
-    return args.width if args.width is not None else harness.recsem(args.preset).hparams["reconstruction_width"]
-
-
 def build(model_name: str, variant: str, args: argparse.Namespace) -> harness.LightningModule:
     """The model of one run."""
     if model_name == "draem":
-        return harness.draem(args.image_size, width=draem_width(args) or None, dtd=args.textures)
+        return harness.draem(args.image_size, width=harness.draem_width(args.width, args.preset) or None,
+                             dtd=args.textures)
     overrides = dict(ABLATIONS[variant])
     if overrides.get("memory_scales") == "finest":
         overrides["memory_scales"] = [args.image_size // 16]
@@ -75,13 +71,14 @@ def run(model_name: str, variant: str, seed: int, args: argparse.Namespace) -> d
     seed_everything(seed, workers=True)
     module = build(model_name, variant, args)
     hparams = dict(module.hparams) if model_name == "recsem" else {}
+    width = harness.draem_width(args.width, args.preset)  # Draem's; 0 is its stock 128/64
     datamodule = harness.magnetic_tile(args.batch_size, num_workers=args.workers, root=args.root)
     datamodule.category = args.category
     row: dict[str, Any] = {
         "model": model_name, "variant": variant, "seed": seed, "category": args.category,
         "image_size": args.image_size, "epochs": args.epochs, "batch_size": args.batch_size,
-        "reconstruction_width": hparams.get("reconstruction_width", draem_width(args) or 128),
-        "discriminator_width": hparams.get("discriminator_width", draem_width(args) or 64),
+        "reconstruction_width": hparams.get("reconstruction_width", width or 128),
+        "discriminator_width": hparams.get("discriminator_width", width or 64),
         "memory_scales": hparams.get("memory_scales") or "", "location_embedding": hparams.get("location_embedding", ""),
         "discriminator": hparams.get("discriminator", "draem"), "textures": args.textures.name,
         "torch_threads": torch.get_num_threads(), "accelerator": args.accelerator,
@@ -155,13 +152,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=harness.RESULTS)
     parser.add_argument("--summarise-only", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="generated data, tiny preset, one epoch")
-    if "--smoke" in (sys.argv[1:] if argv is None else argv):  # defaults for a run of seconds; flags still win
-        parser.set_defaults(category="dummy", preset="recsem_tiny", image_size=64, batch_size=4, epochs=1, seeds=[0],
-                            workers=0, accelerator="cpu")
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.root, args.textures = harness.smoke_data(args.output / "data")
-    return args
+    return harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny", image_size=64, batch_size=4,
+                                    epochs=1, seeds=[0], workers=0, accelerator="cpu")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

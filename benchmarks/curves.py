@@ -132,7 +132,7 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> None:
                                 visualizer=False, **RECSEM_VARIANTS[model_name])
         width = module.hparams["reconstruction_width"]
     else:
-        width = args.width if args.width is not None else harness.recsem(args.preset).hparams["reconstruction_width"]
+        width = harness.draem_width(args.width, args.preset)
         module = harness.draem(args.image_size, width=width if width > 0 else None, dtd=args.textures)
     clock = harness.StepClock()
     fixed = {"model": model_name, "seed": seed, "category": args.category, "image_size": args.image_size,
@@ -246,13 +246,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=harness.RESULTS)
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="generated data, tiny preset, a few steps")
-    if "--smoke" in (sys.argv[1:] if argv is None else argv):  # defaults for a run of seconds; flags still win
-        parser.set_defaults(category="dummy", preset="recsem_tiny", image_size=64, batch_size=4, steps=4, every=2,
-                            seeds=[0], jobs=1)
-    args = parser.parse_args(argv)
-    if args.smoke:
-        args.root, args.textures = harness.smoke_data(args.output / "data")
-    return args
+    return harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny", image_size=64, batch_size=4,
+                                    steps=4, every=2, seeds=[0], jobs=1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import csv
 import math
 import os
 import platform
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
@@ -82,6 +83,11 @@ def recsem(preset: str = "recsem_small", **overrides: Any) -> RecSem:  # noqa: A
     return RecSem(**{**model_arguments(preset), **overrides})
 
 
+def draem_width(requested: int | None, preset: str) -> int:
+    """Draem's first-block widths: ``requested``, else the RecSem preset's ``reconstruction_width``; 0 is stock."""
+    return requested if requested is not None else int(model_arguments(preset)["reconstruction_width"])
+
+
 def draem(image_size: int, width: int | None = None, dtd: Path = DTD_IMAGES) -> Draem:
     """anomalib's Draem with RecSem's antialiased resize and metrics, narrowed to ``width`` if given.
 
@@ -107,6 +113,19 @@ def magnetic_tile(batch_size: int = 8, num_workers: int = 2, root: Path = SHARED
     """The Magnetic Tile Defect dataset (MVTec AD layout) as anomalib's datamodule."""
     return MVTecAD(root=root, category="magnetic_tile", train_batch_size=batch_size, eval_batch_size=32,
                    num_workers=num_workers)
+
+
+def parse_with_smoke(parser: Any, argv: Sequence[str] | None, **defaults: Any) -> Any:  # noqa: ANN401
+    """Parse ``argv``; with ``--smoke``, ``defaults`` (a run of seconds) first, then generated data.
+
+    Flags given on the command line still win over the smoke defaults.
+    """
+    if "--smoke" in (sys.argv[1:] if argv is None else argv):
+        parser.set_defaults(**defaults)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.root, args.textures = smoke_data(args.output / "data")
+    return args
 
 
 def smoke_data(folder: Path) -> tuple[Path, Path]:
@@ -156,8 +175,7 @@ def predict(module: LightningModule, images: torch.Tensor) -> tuple[Any, torch.T
     """Eval-mode prediction and the reconstruction behind it, for RecSem or Draem, in one pass."""
     network = module.model
     if isinstance(module, RecSem):
-        reconstruction = network.reconstruct(images)[0]
-        return network.predict(network.discriminate(network.normalize(reconstruction), images)), reconstruction
+        return network.detect(images)
     reconstruction = network.reconstructive_subnetwork(images)
     logits = network.discriminative_subnetwork(torch.cat([images, reconstruction], dim=1))
     anomaly_map = torch.softmax(logits, dim=1)[:, 1]

@@ -301,8 +301,7 @@ class RecSem(SafeExportMixin, AnomalibModule):
             STEP_OUTPUT: The batch with ``anomaly_map`` and ``pred_score`` filled in.
         """
         del args, kwargs
-        reconstruction = self.model.reconstruct(batch.image)[0]
-        prediction = self.model.predict(self.model.discriminate(self.model.normalize(reconstruction), batch.image))
+        prediction, reconstruction = self.model.detect(batch.image)
         batch_size = batch.image.shape[0]
         if batch.gt_label is not None:
             self.reconstruction_error.update(batch.image, reconstruction, batch.gt_label)

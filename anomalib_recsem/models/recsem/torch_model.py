@@ -216,6 +216,19 @@ class RecSemModel(nn.Module):
         anomaly_map = torch.softmax(logits.float(), dim=1)[:, 1:]
         return InferenceBatch(pred_score=self.image_score(anomaly_map), anomaly_map=anomaly_map.squeeze(1))
 
+    def detect(self, image: torch.Tensor) -> tuple[InferenceBatch, torch.Tensor]:
+        """Eval-mode prediction together with the reconstruction behind it, in one pass.
+
+        Args:
+            image: Images in ``[0, 1]``, ``(B, C, H, W)``.
+
+        Returns:
+            tuple: The prediction (see :meth:`predict`) and the reconstruction in pixel space.
+        """
+        reconstruction, _, _ = self._reconstruct(image)
+        prediction = self.predict(self.discriminate(reconstruction, image))
+        return prediction, reconstruction * self.pixel_std + self.pixel_mean
+
     def forward(self, image: torch.Tensor, original: torch.Tensor | None = None) -> RecSemOutput | InferenceBatch:
         """Reconstruct and segment.
 
