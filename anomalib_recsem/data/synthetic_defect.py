@@ -22,8 +22,7 @@ The colour and geometry operations are kornia's, batched with per-image paramete
 Deliberate differences from the authors' imgaug/OpenCV code: the blend stays in float (not
 rounded to ``uint8``); the chosen light-augmentation ops are composed in a fixed order
 (rotation and scale about the centre, then translation: for these small ranges the
-order changes the result by well under a pixel); PIL's autocontrast is computed from
-per-channel quantiles; an image chosen for a defect always gets a non-empty mask (the
+order changes the result by well under a pixel); an image chosen for a defect always gets a non-empty mask (the
 noise is redrawn, and as a last resort a disc is used), so ``label`` and ``mask`` agree.
 """
 
@@ -38,7 +37,8 @@ from typing import Any, NamedTuple
 import torch
 from kornia import color, enhance
 from kornia.contrib import connected_components
-from kornia.geometry.transform import get_affine_matrix2d, rotate, warp_affine
+from kornia.geometry.transform import get_affine_matrix2d
+from torch.nn import functional as F  # noqa: N812
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -80,6 +80,34 @@ class DefectBatch(NamedTuple):
 def _uniform(count: int | tuple[int, ...], low: float, high: float, generator: torch.Generator | None) -> Tensor:
     shape = (count,) if isinstance(count, int) else count
     return torch.rand(shape, generator=generator) * (high - low) + low
+
+
+def _warp(images: Tensor, matrix: Tensor, padding_mode: str) -> Tensor:
+    """Bilinear affine warp ``(N, C, H, W)`` by forward pixel maps ``(N, 3, 3)`` (kornia's convention).
+
+    Same result as ``kornia.geometry.transform.warp_affine(..., align_corners=True)``. An
+    affine sampling grid is separable (a per-column plus a per-row term), which makes it
+    several times cheaper than the ``affine_grid`` matrix product kornia uses, and on a CPU
+    that product cost as much as the sampling itself.
+    """
+    _, _, height, width = images.shape
+    inverse = torch.linalg.inv(matrix.float())[:, :2].to(images.dtype)  # output pixel -> input pixel
+    to_unit = torch.tensor([2 / (width - 1), 2 / (height - 1)], dtype=images.dtype, device=images.device)
+    inverse = inverse * to_unit.view(1, 2, 1)  # input pixel -> [-1, 1] (align_corners=True)
+    xs = torch.arange(width, dtype=images.dtype, device=images.device).view(1, 1, 1, width)
+    ys = torch.arange(height, dtype=images.dtype, device=images.device).view(1, 1, height, 1)
+    coefficients = inverse.unsqueeze(-1).unsqueeze(-1)  # (N, 2, 3, 1, 1): x/y rows, x/y/1 columns
+    grid = coefficients[:, :, 0] * xs + (coefficients[:, :, 2] - 1) + coefficients[:, :, 1] * ys
+    return F.grid_sample(images, grid.permute(0, 2, 3, 1), mode="bilinear", padding_mode=padding_mode,
+                         align_corners=True)
+
+
+def _rotate_about_centre(images: Tensor, degrees: Tensor, padding_mode: str) -> Tensor:
+    """``kornia.geometry.transform.rotate`` (anticlockwise ``degrees`` ``(N,)`` about the centre) via :func:`_warp`."""
+    count, _, height, width = images.shape
+    centre = torch.tensor([(width - 1) / 2, (height - 1) / 2]).expand(count, 2)
+    matrix = get_affine_matrix2d(torch.zeros(count, 2), centre, torch.ones(count, 2), -degrees.float().cpu())
+    return _warp(images, matrix.to(images.device), padding_mode)
 
 
 # --------------------------------------------------------------------------------------
@@ -129,10 +157,16 @@ def _brightness(x: Tensor, generator: torch.Generator | None) -> Tensor:
 
 
 def _sharpness(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    # pillike.EnhanceSharpness((0.0, 2.0)): 0 smooths, 1 keeps, 2 sharpens.
+    # pillike.EnhanceSharpness((0.0, 2.0)): blend with PIL's SMOOTH filter (3 x 3, centre 5,
+    # the rest 1, over 13; border pixels kept), 0 smooths, 1 keeps, 2 sharpens. The
+    # kernel is 9/13 of a box filter plus 4/13 of the pixel, so a box average computes it:
+    # on a CPU, kornia's depthwise convolution took most of the synthesis time.
     if min(x.shape[-2:]) < 3:  # noqa: PLR2004  PIL's kernel needs 3 x 3
         return x
-    return enhance.sharpness(x, _uniform(x.shape[0], 0.0, 2.0, generator).to(x))
+    factor = _uniform(x.shape[0], 0.0, 2.0, generator).to(x).view(-1, 1, 1, 1)
+    smooth = x.clone()
+    smooth[..., 1:-1, 1:-1] = (F.avg_pool2d(x, 3, stride=1) * 9 + x[..., 1:-1, 1:-1] * 4) / 13
+    return torch.lerp(smooth, x, factor).clamp(0, 1)
 
 
 def _hue_saturation(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -166,16 +200,20 @@ def _invert(x: Tensor, generator: torch.Generator | None) -> Tensor:  # noqa: AR
 
 
 def _autocontrast(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    # pillike.Autocontrast(cutoff=(0, 20)): per channel, cut that percentage of the darkest
-    # and of the brightest pixels and stretch the rest to [0, 1].
+    # pillike.Autocontrast(cutoff=(0, 20)): per channel, PIL's algorithm on the 256-level
+    # histogram: cut that percentage of the darkest and of the brightest pixels and stretch
+    # the remaining levels to [0, 1]. A histogram costs one pass where sorting the pixels
+    # cost most of the synthesis time on a CPU.
     count, channels = x.shape[:2]
-    cutoff = torch.randint(0, 21, (count,), generator=generator).to(x) / 100
-    values = x.flatten(2).sort(dim=-1).values  # (n, C, HW)
-    last = values.shape[-1] - 1
-    low_index = (cutoff * last).round().long().view(-1, 1, 1).expand(count, channels, 1)
-    low = values.gather(-1, low_index).unsqueeze(-1)
-    high = values.gather(-1, last - low_index).unsqueeze(-1)
-    stretched = ((x - low) / (high - low).clamp(min=1e-6)).clamp(0, 1)
+    cutoff = torch.randint(0, 21, (count,), generator=generator).to(x.device)
+    levels = (x.flatten(2) * 255).round().clamp(0, 255).long()
+    histogram = torch.zeros(count, channels, 256, device=x.device).scatter_add_(
+        2, levels, torch.ones((), device=x.device).expand(levels.shape)
+    )
+    cut = (levels.shape[-1] * cutoff // 100).view(-1, 1, 1)
+    low = (histogram.cumsum(-1) <= cut).sum(-1, keepdim=True).unsqueeze(-1)  # first level past the cut
+    high = 255 - (histogram.flip(-1).cumsum(-1) <= cut).sum(-1, keepdim=True).unsqueeze(-1)
+    stretched = ((x * 255 - low) / (high - low).clamp(min=1)).clamp(0, 1)
     return torch.where(high > low, stretched, x)
 
 
@@ -185,7 +223,7 @@ def _equalize(x: Tensor, generator: torch.Generator | None) -> Tensor:  # noqa: 
 
 def _rotate(x: Tensor, generator: torch.Generator | None) -> Tensor:
     # Affine(rotate=(-45, 45)) with imgaug's default black padding.
-    return rotate(x, _uniform(x.shape[0], -45.0, 45.0, generator).to(x), padding_mode="zeros")
+    return _rotate_about_centre(x, _uniform(x.shape[0], -45.0, 45.0, generator), padding_mode="zeros")
 
 
 _SOURCE_OPS: dict[str, Callable[[Tensor, torch.Generator | None], Tensor]] = {
@@ -434,16 +472,17 @@ class SyntheticDefect(v2.Transform):
         angle = _uniform(count, -4.0, 4.0, self.generator) * chosen[:, 0]
         scale = 1 + (_uniform(count, 0.98, 1.02, self.generator) - 1) * chosen[:, 1]
         shift = _uniform((count, 2), -0.02, 0.02, self.generator) * chosen[:, 2:] * torch.tensor([width, height])
-        out = images.clone()
         moving = chosen.any(dim=1).nonzero().squeeze(1)
         if not self.light_augmentation or moving.numel() == 0:
-            return out
-        # Only the images that drew an op are resampled; the others pass through untouched.
+            return images.clone()
         centre = torch.tensor([(width - 1) / 2, (height - 1) / 2]).expand(moving.numel(), 2)
         matrix = get_affine_matrix2d(shift[moving], centre, scale[moving].unsqueeze(1).expand(-1, 2), angle[moving])
+        if moving.numel() == count:
+            return _warp(images, matrix.to(images), padding_mode="border")
+        # Only the images that drew an op are resampled; the others pass through untouched.
+        out = images.clone()
         rows = moving.to(images.device)
-        out[rows] = warp_affine(images[rows], matrix[:, :2].to(images), (height, width), padding_mode="border",
-                                align_corners=True)
+        out[rows] = _warp(images[rows], matrix.to(images), padding_mode="border")
         return out
 
     def _draw_masks(self, count: int, height: int, width: int, device: torch.device) -> Tensor:
@@ -454,7 +493,7 @@ class SyntheticDefect(v2.Transform):
         noise = perlin_noise_2d(resolution, height, width, generator=self.generator, device=device).unsqueeze(1)
         if self.mask_rotation > 0:
             # Zero padding like imgaug's default: rotated-in corners never become defect.
-            noise = rotate(noise, angle, padding_mode="zeros")
+            noise = _rotate_about_centre(noise, angle, padding_mode="zeros")
         return filter_components(
             noise > self.threshold, self.min_defect_area, self.min_defect_size, self.drop_corner_defects
         )
@@ -497,7 +536,7 @@ class SyntheticDefect(v2.Transform):
         if self.anomaly_source == "self":
             rgb = clean.expand(-1, 3, -1, -1) if channels == 1 else clean
             angle = _uniform(count, -90.0, 90.0, self.generator).to(clean)
-            sources = rotate(rgb, angle, padding_mode="border")
+            sources = _rotate_about_centre(rgb, angle, padding_mode="border")
         elif self.texture_folder is not None:
             size = fit_size(height, width, self.texture_folder.size)
             sources = self.texture_folder.sample(count, *size, self.generator, clean.device).to(clean.dtype)

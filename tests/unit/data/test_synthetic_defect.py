@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageEnhance, ImageOps
 from scipy import ndimage
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -23,6 +23,9 @@ from anomalib_recsem.data.synthetic_defect import (
     _equalize,
     _hue_saturation,
     _posterize,
+    _rotate_about_centre,
+    _sharpness,
+    _warp,
     augment_sources,
     filter_components,
 )
@@ -441,15 +444,47 @@ def test_equalize_and_posterize_match_pil() -> None:
                                    atol=1 / 255, rtol=0)
 
 
-def test_autocontrast_stretches_between_the_cut_quantiles() -> None:
-    # Values 0.2 .. 0.6: without a cut-off they are stretched onto 0 .. 1; with 10 % cut at each
-    # end, the 10th and 90th percentiles become 0 and 1.
-    ramp = torch.linspace(0.2, 0.6, 100).view(1, 1, 10, 10).expand(1, 3, 10, 10)
-    stretched = _autocontrast(ramp, _generator_drawing(0, 21, 0))
-    torch.testing.assert_close(stretched, (ramp - 0.2) / 0.4)
-    low, high = 0.2 + 0.4 * 10 / 99, 0.2 + 0.4 * 89 / 99  # ranks 10 and 89 of 0 .. 99
-    cut = _autocontrast(ramp, _generator_drawing(0, 21, 10))
-    torch.testing.assert_close(cut, ((ramp - low) / (high - low)).clamp(0, 1))
+def test_warps_match_kornia() -> None:
+    from kornia.geometry.transform import get_affine_matrix2d, rotate, warp_affine  # noqa: PLC0415
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(5, 3, 40, 56, generator=generator)
+    centre = torch.tensor([[27.5, 19.5]]).expand(5, 2)
+    degrees = torch.rand(5, generator=generator) * 180 - 90
+    matrix = get_affine_matrix2d(torch.randn(5, 2, generator=generator) * 2, centre,
+                                 1 + torch.rand(5, 2, generator=generator) / 20, degrees)
+    for padding in ("border", "zeros"):
+        torch.testing.assert_close(_warp(images, matrix, padding),
+                                   warp_affine(images, matrix[:, :2], (40, 56), padding_mode=padding,
+                                               align_corners=True), atol=1e-4, rtol=0)
+        torch.testing.assert_close(_rotate_about_centre(images, degrees, padding),
+                                   rotate(images, degrees, padding_mode=padding), atol=1e-4, rtol=0)
+
+
+def test_sharpness_matches_pil() -> None:
+    for seed in range(3):
+        array = _uint8_image(seed)
+        generator = torch.Generator().manual_seed(seed)
+        factor = float(torch.rand(1, generator=torch.Generator().manual_seed(seed))) * 2
+        expected = _as_tensor(np.asarray(ImageEnhance.Sharpness(Image.fromarray(array)).enhance(factor)))
+        # PIL rounds the smoothed image and the blend to whole levels.
+        torch.testing.assert_close(_sharpness(_as_tensor(array), generator), expected, atol=2 / 255, rtol=0)
+
+
+def test_autocontrast_matches_pil_for_every_cutoff() -> None:
+    # PIL truncates its lookup table to whole levels; the continuous stretch is within one level.
+    for seed, cutoff in ((0, 0), (1, 5), (2, 20)):
+        array = _uint8_image(seed)
+        expected = _as_tensor(np.asarray(ImageOps.autocontrast(Image.fromarray(array), cutoff=cutoff)))
+        image = _as_tensor(array)
+        stretched = _autocontrast(image, _generator_drawing(0, 21, cutoff))
+        torch.testing.assert_close(stretched, expected, atol=1 / 255 + 1e-6, rtol=0)
+        assert (stretched - image).abs().amax() > 0.1  # a real stretch, not a copy
+
+
+def test_autocontrast_leaves_a_flat_channel_alone() -> None:
+    flat = torch.full((1, 3, 4, 4), 0.5)
+    torch.testing.assert_close(_autocontrast(flat, _generator_drawing(0, 21, 10)), flat)
 
 
 def _generator_drawing(low: int, high: int, value: int) -> torch.Generator:
