@@ -24,7 +24,7 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from anomalib_recsem.data.dagm import DAGM
-from anomalib_recsem.data.dagm_generator import write_dagm_dataset
+from anomalib_recsem.data.dagm.generator import write_dagm_dataset
 from anomalib_recsem.models.recsem import RecSem
 from anomalib_recsem.presets import model_arguments
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lightning.pytorch import seed_everything  # noqa: E402
 
 from anomalib_recsem.data.dagm import DAGM  # noqa: E402
-from anomalib_recsem.data.dagm_generator import write_dagm_dataset  # noqa: E402
+from anomalib_recsem.data.dagm.generator import write_dagm_dataset  # noqa: E402
 from benchmarks import harness  # noqa: E402
 
 #: Constructor overrides on the CPU preset, and loss-weight overrides.

@@ -4,7 +4,7 @@ file, folder or argument, or is handled correctly.
 Covered elsewhere: image sizes that are not multiples of 32 (unit/models/recsem), a
 non-finite loss and NaN pixels (unit/models/recsem/test_lightning_model.py), all-zero
 masks and non-square images of varying sizes (integration/test_magnetic_tile.py), and
-malformed DAGM files (unit/data/test_dagm.py).
+malformed DAGM files (unit/data/dagm/test_dataset.py).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from anomalib.deploy import OpenVINOInferencer
 
-from anomalib_recsem.data.dagm_generator import write_dagm_dataset
+from anomalib_recsem.data.dagm.generator import write_dagm_dataset
 from tests.conftest import TINY_RECSEM
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from anomalib.data.datasets.image.mvtecad import MVTecADDataset
 from PIL import Image
 
 from anomalib_recsem.data.dagm import DAGMDataset
-from anomalib_recsem.data.dagm_generator import write_dagm_dataset
+from anomalib_recsem.data.dagm.generator import write_dagm_dataset
 from anomalib_recsem.data.validation import (
     DataValidationError,
     expected_folder,

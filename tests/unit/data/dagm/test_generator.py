@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from anomalib_recsem.data.dagm import DAGM_CATEGORIES, parse_dagm_labels
-from anomalib_recsem.data.dagm_generator import (
+from anomalib_recsem.data.dagm.generator import (
     DEFECT_TYPES,
     add_defect,
     elliptical_label,

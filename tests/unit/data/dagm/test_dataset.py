@@ -19,7 +19,7 @@ from anomalib_recsem.data.dagm import (
     make_dagm_dataset,
     parse_dagm_labels,
 )
-from anomalib_recsem.data.dagm_generator import write_dagm_dataset
+from anomalib_recsem.data.dagm.generator import write_dagm_dataset
 
 SIZE = 64
 COUNTS = {"num_train": 6, "num_train_defective": 2, "num_test_normal": 4, "num_test_defective": 5}

@@ -22,7 +22,7 @@ Masks are 0/255 PNGs; by default they are the exact defect region, or, with
 ``elliptical_labels=True``, DAGM-like weak ellipses covering the defect.
 
 Example:
-    >>> from anomalib_recsem.data.dagm_generator import write_dagm_dataset
+    >>> from anomalib_recsem.data.dagm.generator import write_dagm_dataset
     >>> root = write_dagm_dataset("/tmp/dagm", categories=("Class1",), image_size=256)
     >>> sorted(p.name for p in (root / "Class1").iterdir())
     ['Test', 'Train']
@@ -37,7 +37,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from anomalib_recsem.data.dagm import DAGM_CATEGORIES, LABEL_DIRNAME, LABELS_FILENAME, TEST_DIRNAME, TRAIN_DIRNAME
+from .dataset import DAGM_CATEGORIES
+from .labels import LABEL_DIRNAME, LABELS_FILENAME, TEST_DIRNAME, TRAIN_DIRNAME
 
 logger = logging.getLogger(__name__)
 

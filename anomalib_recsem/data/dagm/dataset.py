@@ -1,64 +1,25 @@
-"""DAGM 2007 dataset and datamodule for anomalib.
-
-Description:
-    The DAGM 2007 competition dataset "Weakly Supervised Learning for Industrial
-    Optical Inspection" contains ten classes (``Class1`` ... ``Class10``) of
-    synthetic 8-bit grayscale textures (512x512) with one kind of defect per
-    class. Defects are labelled only weakly, by an ellipse roughly covering the
-    defect.
-
-    Expected layout (the one the public mirrors distribute)::
-
-        <root>/
-        └── Class1/
-            ├── Train/
-            │   ├── 0576.PNG
-            │   ├── ...
-            │   └── Label/
-            │       ├── Labels.txt
-            │       └── 0595_label.PNG
-            └── Test/
-                ├── 0001.PNG
-                ├── ...
-                └── Label/
-                    ├── Labels.txt
-                    └── 0002_label.PNG
-
-    ``Labels.txt`` starts with a line holding a single number, followed by one
-    TAB-separated row per image::
-
-        <id>\\t<0|1>\\t<image file>\\t0\\t<label file | 0>
-
-    where ``1`` marks a defective image. Rows without a label file end with an
-    extra TAB.
-
-    For one-class training, defect-free ``Train`` images form the training set;
-    defective ``Train`` images are moved to the test set (default) or dropped.
-    When a class has no ``Train`` folder, the defect-free ``Test`` images are
-    split into train/test with a seeded ratio, like anomalib's Kolektor.
-
-    The dataset cannot be downloaded automatically (no stable public URL with a
-    checksum); :meth:`DAGM.prepare_data` explains where to obtain it.
-
-Reference:
-    M. Wieler, T. Hahn: "Weakly Supervised Learning for Industrial Optical
-    Inspection", DAGM 2007 competition, Heidelberg Collaboratory for Image
-    Processing (HCI).
-"""
+"""DAGM 2007 samples and dataset: which images of a class are train and test, checked."""
 
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from anomalib.data.datamodules.base.image import AnomalibDataModule
 from anomalib.data.datasets.base.image import AnomalibDataset
-from anomalib.data.utils import LabelName, Split, TestSplitMode, ValSplitMode
+from anomalib.data.utils import LabelName, Split
 from pandas import DataFrame
 from torchvision.transforms.v2 import Transform
 
-from .validation import DataValidationError, read_image_size
+from anomalib_recsem.data.validation import read_image_size
+
+from .labels import (
+    LABEL_DIRNAME,
+    LABELS_FILENAME,
+    TEST_DIRNAME,
+    TRAIN_DIRNAME,
+    DAGMFormatError,
+    parse_dagm_labels,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,18 +29,12 @@ DAGM_CATEGORIES: tuple[str, ...] = tuple(f"Class{index}" for index in range(1, 1
 TRAIN_DEFECTS_MODES: tuple[str, ...] = ("test", "drop")
 """Accepted values of ``train_defects``."""
 
-LABELS_FILENAME = "Labels.txt"
-LABEL_DIRNAME = "Label"
-TRAIN_DIRNAME = "Train"
-TEST_DIRNAME = "Test"
-
 NORMAL_LABEL = "good"
 ABNORMAL_LABEL = "defect"
 
 DEFAULT_NORMAL_SPLIT_SEED = 42
 
 _COLUMNS = ["path", "split", "label", "image_path", "mask_path", "label_index"]
-_NUM_FIELDS = 5
 _CATEGORY_PATTERN = re.compile(r"^Class\d+$")
 
 _WHERE_TO_FIND = (
@@ -92,34 +47,6 @@ _WHERE_TO_FIND = (
     "    <root>/ClassN/Test/*.PNG  and <root>/ClassN/Test/Label/{Labels.txt,NNNN_label.PNG}\n"
     "with ClassN one of Class1 ... Class10 (the Train folder is optional)."
 )
-
-
-class DAGMFormatError(DataValidationError):
-    """Raised when DAGM files exist but their content is invalid.
-
-    Covers malformed ``Labels.txt`` rows, unreadable or truncated images and
-    masks whose size differs from their image. A ``ValueError``.
-    """
-
-
-@dataclass(frozen=True)
-class DAGMLabelRow:
-    """One parsed row of a DAGM ``Labels.txt`` file.
-
-    Attributes:
-        image_id: Zero-padded image id as written in the file (e.g. ``"0001"``).
-        defective: Whether the row marks the image as defective.
-        image_name: File name of the image, relative to the split folder.
-        label_name: File name of the label mask, relative to the ``Label``
-            folder, or ``None`` when the row has no label (``0``).
-        line_number: 1-based line number of the row in ``Labels.txt``.
-    """
-
-    image_id: str
-    defective: bool
-    image_name: str
-    label_name: str | None
-    line_number: int
 
 
 def validate_category(category: str) -> str:
@@ -204,96 +131,6 @@ def missing_dataset_message(root: Path, category: str) -> str:
         found_text = ", ".join(found) if found else "none"
         head = f"DAGM category folder {class_dir} does not exist. Classes found under {root}: {found_text}."
     return f"{head}\n{_WHERE_TO_FIND}"
-
-
-def _check_plain_filename(name: str, what: str, labels_file: Path, line_number: int) -> None:
-    """Reject names that would escape the split folder or are empty."""
-    if not name or name in {".", ".."} or "/" in name or "\\" in name:
-        msg = f"{labels_file}, line {line_number}: invalid {what} {name!r} (expected a plain file name)."
-        raise DAGMFormatError(msg)
-
-
-def parse_dagm_labels(labels_file: str | Path) -> list[DAGMLabelRow]:
-    """Parse a DAGM ``Labels.txt`` file.
-
-    Trailing whitespace, trailing TABs, CRLF line endings, a UTF-8 BOM and
-    blank lines are tolerated; anything else that deviates from the format is
-    an error.
-
-    Args:
-        labels_file: Path to ``Labels.txt``.
-
-    Returns:
-        list[DAGMLabelRow]: The rows in file order.
-
-    Raises:
-        FileNotFoundError: If the file does not exist.
-        DAGMFormatError: If the header or a row is malformed, if a row is
-            inconsistent (defective without label or vice versa) or if an
-            image is listed twice.
-    """
-    labels_file = Path(labels_file)
-    if not labels_file.is_file():
-        msg = f"DAGM labels file {labels_file} does not exist."
-        raise FileNotFoundError(msg)
-    try:
-        text = labels_file.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        msg = f"{labels_file}: not a text file ({error})."
-        raise DAGMFormatError(msg) from error
-
-    # Blank lines carry no content; keep real line numbers for error messages.
-    lines = [(number, line.strip()) for number, line in enumerate(text.splitlines(), start=1)]
-    lines = [(number, line) for number, line in lines if line]
-    if not lines:
-        msg = f"{labels_file}: file is empty (expected a header line and one row per image)."
-        raise DAGMFormatError(msg)
-
-    header_number, header = lines[0]
-    if not header.isdecimal():
-        msg = f"{labels_file}, line {header_number}: expected a header line holding a single number, got {header!r}."
-        raise DAGMFormatError(msg)
-
-    rows: list[DAGMLabelRow] = []
-    seen: dict[str, int] = {}
-    for number, line in lines[1:]:
-        fields = [field.strip() for field in line.split("\t")]
-        if len(fields) != _NUM_FIELDS:
-            msg = (
-                f"{labels_file}, line {number}: expected {_NUM_FIELDS} TAB-separated fields "
-                f"'<id> <0|1> <image> 0 <label|0>', got {len(fields)}: {line!r}."
-            )
-            raise DAGMFormatError(msg)
-        image_id, flag, image_name, reserved, label_field = fields
-        if not image_id.isdecimal():
-            msg = f"{labels_file}, line {number}: image id {image_id!r} is not a number: {line!r}."
-            raise DAGMFormatError(msg)
-        if flag not in {"0", "1"}:
-            msg = f"{labels_file}, line {number}: defect flag {flag!r} must be 0 or 1: {line!r}."
-            raise DAGMFormatError(msg)
-        if not reserved.isdecimal():
-            msg = f"{labels_file}, line {number}: fourth field {reserved!r} must be a number: {line!r}."
-            raise DAGMFormatError(msg)
-        _check_plain_filename(image_name, "image file name", labels_file, number)
-        label_name = None if label_field == "0" else label_field
-        if label_name is not None:
-            _check_plain_filename(label_name, "label file name", labels_file, number)
-        defective = flag == "1"
-        if defective and label_name is None:
-            msg = f"{labels_file}, line {number}: image {image_name!r} is marked defective but has no label file."
-            raise DAGMFormatError(msg)
-        if not defective and label_name is not None:
-            msg = (
-                f"{labels_file}, line {number}: image {image_name!r} is marked defect-free "
-                f"but names label file {label_name!r}."
-            )
-            raise DAGMFormatError(msg)
-        if image_name in seen:
-            msg = f"{labels_file}, line {number}: image {image_name!r} is already listed on line {seen[image_name]}."
-            raise DAGMFormatError(msg)
-        seen[image_name] = number
-        rows.append(DAGMLabelRow(image_id, defective, image_name, label_name, number))
-    return rows
 
 
 def _image_size(path: Path, what: str) -> tuple[int, int]:
@@ -539,138 +376,3 @@ class DAGMDataset(AnomalibDataset):
         if split == "train" and not train_dir.is_dir():  # normal Test images are split instead
             return str(self.root_category / TEST_DIRNAME)
         return str(train_dir if split == "train" else self.root_category / TEST_DIRNAME)
-
-
-class DAGM(AnomalibDataModule):
-    """DAGM 2007 datamodule.
-
-    Args:
-        root: Dataset root holding the ``ClassN`` folders.
-            Defaults to ``"./datasets/DAGM"``.
-        category: DAGM class, one of ``Class1`` ... ``Class10``.
-            Defaults to ``"Class1"``.
-        train_batch_size: Training batch size. Defaults to ``32``.
-        eval_batch_size: Validation/test batch size. Defaults to ``32``.
-        num_workers: DataLoader workers. Defaults to ``2``.
-        train_augmentations: Augmentations for training images.
-            Defaults to ``None``.
-        val_augmentations: Augmentations for validation images.
-            Defaults to ``None``.
-        test_augmentations: Augmentations for test images.
-            Defaults to ``None``.
-        augmentations: Fallback for the stage-specific augmentations.
-            Defaults to ``None``.
-        train_defects: ``"test"`` moves defective ``Train`` images to the test
-            set, ``"drop"`` discards them. Defaults to ``"test"``.
-        normal_split_ratio: Test fraction of defect-free ``Test`` images when a
-            class has no ``Train`` folder. Defaults to ``0.2``.
-        test_split_mode: How the test subset is obtained.
-            Defaults to ``TestSplitMode.FROM_DIR``.
-        test_split_ratio: Fraction of train images moved to test if the test
-            set had no normal images. Defaults to ``0.2``.
-        val_split_mode: How the validation subset is obtained. The default
-            takes part of the test set so validation is not the test set itself.
-            Defaults to ``ValSplitMode.FROM_TEST``.
-        val_split_ratio: Fraction of test (or train) images used for validation.
-            Defaults to ``0.5``.
-        seed: Seed for the anomalib splits; also seeds the split of normal
-            ``Test`` images when there is no ``Train`` folder (``42`` if
-            ``None``). Defaults to ``None``.
-
-    Raises:
-        ValueError: If ``category``, ``train_defects`` or
-            ``normal_split_ratio`` is invalid.
-
-    Example:
-        >>> datamodule = DAGM(root="./datasets/DAGM", category="Class1")
-        >>> datamodule.prepare_data()
-        >>> datamodule.setup()
-        >>> batch = next(iter(datamodule.train_dataloader()))
-        >>> batch.image.shape
-        torch.Size([32, 3, 512, 512])
-    """
-
-    def __init__(
-        self,
-        root: Path | str = "./datasets/DAGM",
-        category: str = "Class1",
-        train_batch_size: int = 32,
-        eval_batch_size: int = 32,
-        num_workers: int = 2,
-        train_augmentations: Transform | None = None,
-        val_augmentations: Transform | None = None,
-        test_augmentations: Transform | None = None,
-        augmentations: Transform | None = None,
-        train_defects: str = "test",
-        normal_split_ratio: float = 0.2,
-        test_split_mode: TestSplitMode | str = TestSplitMode.FROM_DIR,
-        test_split_ratio: float = 0.2,
-        val_split_mode: ValSplitMode | str = ValSplitMode.FROM_TEST,
-        val_split_ratio: float = 0.5,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(
-            train_batch_size=train_batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            train_augmentations=train_augmentations,
-            val_augmentations=val_augmentations,
-            test_augmentations=test_augmentations,
-            augmentations=augmentations,
-            test_split_mode=test_split_mode,
-            test_split_ratio=test_split_ratio,
-            val_split_mode=val_split_mode,
-            val_split_ratio=val_split_ratio,
-            seed=seed,
-        )
-        self.root = Path(root)
-        self.category = validate_category(category)
-        self.train_defects = validate_train_defects(train_defects)
-        self.normal_split_ratio = validate_normal_split_ratio(normal_split_ratio)
-
-    @property
-    def normal_split_seed(self) -> int:
-        """Seed of the train/test split of normal images for classes without ``Train``."""
-        return self.seed if self.seed is not None else DEFAULT_NORMAL_SPLIT_SEED
-
-    def _setup(self, _stage: str | None = None) -> None:
-        """Create the train and test datasets; anomalib then derives validation.
-
-        Args:
-            _stage: Unused; all subsets are created at once because validation
-                is carved out of the test set.
-        """
-        common = {
-            "root": self.root,
-            "category": self.category,
-            "train_defects": self.train_defects,
-            "normal_split_ratio": self.normal_split_ratio,
-            "seed": self.normal_split_seed,
-        }
-        self.train_data = DAGMDataset(split=Split.TRAIN, **common)
-        self.test_data = DAGMDataset(split=Split.TEST, **common)
-
-    def prepare_data(self) -> None:
-        """Check that the dataset is present; DAGM 2007 is never downloaded.
-
-        Raises:
-            FileNotFoundError: If ``<root>/<category>`` does not exist. The
-                message names the path, the classes found under ``root`` and
-                where to obtain DAGM 2007.
-        """
-        if (self.root / self.category).is_dir():
-            logger.info("Found the DAGM dataset at %s.", self.root / self.category)
-            return
-        raise FileNotFoundError(missing_dataset_message(self.root, self.category))
-
-
-__all__ = [
-    "DAGM",
-    "DAGM_CATEGORIES",
-    "TRAIN_DEFECTS_MODES",
-    "DAGMDataset",
-    "DAGMFormatError",
-    "DAGMLabelRow",
-    "make_dagm_dataset",
-    "parse_dagm_labels",
-]
