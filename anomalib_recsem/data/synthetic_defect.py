@@ -18,7 +18,11 @@ RecSem's reconstruction and recognition networks, as the authors' code does:
 4. *Blend*: ``defective = clean * (1 - m) + beta * clean * m + (1 - beta) * texture * m``
    with ``beta ~ U(0, 0.8)``.
 
-The colour and geometry operations are kornia's, batched with per-image parameters.
+The colour operations and the warps' matrices are kornia's, batched with per-image
+parameters. Three operations are computed directly, because kornia's versions cost most of
+the synthesis time on a CPU: the warps sample a separable grid, sharpness uses a box
+filter for PIL's smoothing kernel, and autocontrast reads PIL's 256-level histogram; the
+unit tests hold them against kornia and PIL.
 Deliberate differences from the authors' imgaug/OpenCV code: the blend stays in float (not
 rounded to ``uint8``); the chosen light-augmentation ops are composed in a fixed order
 (rotation and scale about the centre, then translation: for these small ranges the

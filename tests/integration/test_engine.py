@@ -54,6 +54,21 @@ def test_test_reports_metrics_including_aupro(trained: dict) -> None:
     assert len(images) == 8
 
 
+def test_test_image_auroc_ranks_the_predicted_scores(trained: dict) -> None:
+    """The reported image AUROC is the ranking of the scores predict gives, by an independent count."""
+    (results,) = trained["engine"].test(model=trained["model"], datamodule=trained["datamodule"],
+                                         ckpt_path=trained["checkpoint"])
+    batches = trained["engine"].predict(model=trained["model"], datamodule=trained["datamodule"],
+                                        ckpt_path=trained["checkpoint"])
+    scores = torch.cat([batch.pred_score.flatten() for batch in batches]).tolist()
+    labels = torch.cat([batch.gt_label.flatten() for batch in batches]).tolist()
+    defective = [score for score, label in zip(scores, labels, strict=True) if label]
+    normal = [score for score, label in zip(scores, labels, strict=True) if not label]
+    # AUROC = P(defective score > normal score), ties counted half (Mann-Whitney).
+    wins = sum((d > n) + 0.5 * (d == n) for d in defective for n in normal)
+    assert results["image_AUROC"] == pytest.approx(wins / (len(defective) * len(normal)), abs=1e-6)
+
+
 def test_validate_reports_validation_metrics(trained: dict) -> None:
     (results,) = trained["engine"].validate(model=trained["model"], datamodule=trained["datamodule"],
                                              ckpt_path=trained["checkpoint"])
