@@ -169,6 +169,8 @@ class EvaluationSet:
         self.images = torch.cat(images)[::stride].contiguous()
         self.labels = torch.cat(labels).long()[::stride]
         self.masks = torch.cat(masks).bool()[::stride].contiguous()
+        #: Test folder of each image: ``good`` or the defect type.
+        self.defect_types: list[str] = [str(name) for name in dataset.samples.label][::stride]
 
 
 def predict(module: LightningModule, images: torch.Tensor) -> tuple[Any, torch.Tensor]:
@@ -217,6 +219,38 @@ def evaluate(module: LightningModule, data: EvaluationSet, batch_size: int = 32)
         "reconstruction_spread": float(spread.compute()),
         "residual_pixel_AUROC": float(residual.compute()),
     }
+
+
+@torch.no_grad()
+def evaluate_by_defect_type(module: LightningModule, data: EvaluationSet, batch_size: int = 32) -> list[dict[str, Any]]:
+    """Per defect type: image AUROC against the defect-free images, and pixel AUROC within that type.
+
+    A pooled pixel AUROC is dominated by the types with the largest masks; this shows which
+    defects a model finds and which it misses.
+    """
+    was_training = module.training
+    module.eval()
+    scores, maps = [], []
+    for start in range(0, len(data.images), batch_size):
+        output, _ = predict(module, data.images[start : start + batch_size].to(module.device))
+        scores.append(output.pred_score.float().cpu().flatten())
+        maps.append(output.anomaly_map.float().cpu().reshape(-1, *data.masks.shape[1:]))
+    module.train(was_training)
+    score, anomaly_map = torch.cat(scores), torch.cat(maps)
+    normal = torch.tensor([name == "good" for name in data.defect_types])
+    rows = []
+    for name in sorted(set(data.defect_types) - {"good"}):
+        chosen = torch.tensor([kind == name for kind in data.defect_types])
+        pair = chosen | normal
+        masks = data.masks[chosen]
+        rows.append({
+            "defect_type": name, "images": int(chosen.sum()),
+            "image_AUROC": float(binary_auroc(score[pair], chosen[pair].long())),
+            "pixel_AUROC": float(binary_auroc(anomaly_map[chosen].flatten(), masks.flatten().long()))
+            if masks.any() else math.nan,
+            "mask_share": float(masks.float().mean()),
+        })
+    return rows
 
 
 # --------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import curves, gpu_campaign, harness
+from benchmarks import curves, defect_types, gpu_campaign, harness
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +27,12 @@ def test_smoke_curves_record_points_and_resume(tmp_path: Path) -> None:
         for column in POINT_COLUMNS:
             assert 0.0 <= float(row[column]) <= 1.0 or (column == "reconstruction_spread" and float(row[column]) >= 0)
     assert (tmp_path / "curve_dummy.png").stat().st_size > 0
+    # Their checkpoints, scored per defect type: every defective test image counted once per model.
+    assert defect_types.main(["--smoke", "--output", str(tmp_path), "--threads", "1"]) == 0
+    by_type = harness.read_rows(tmp_path / "defect_types_dummy.csv")
+    for model in ("recsem", "draem"):
+        assert sum(int(row["images"]) for row in by_type if row["model"] == model) == 4
+    assert all(0.0 <= float(row["image_AUROC"]) <= 1.0 and int(row["step"]) == 4 for row in by_type)
     # A finished run is not trained again.
     assert curves.main(["--smoke", "--output", str(tmp_path)]) == 0
     assert len(harness.read_rows(csv_path)) == len(rows)

@@ -1,0 +1,91 @@
+"""Which defects the learning-curve models find: image and pixel AUROC per defect type.
+
+Loads the checkpoints that ``curves.py`` keeps (its last point of each model and seed),
+scores the whole test set and writes one row per (model, seed, defect type) to
+``defect_types_<category>.csv`` and a table to ``DEFECT_TYPES.md``. Image AUROC is each
+type's images against the defect-free ones; pixel AUROC is within that type's images (a
+pooled pixel AUROC is dominated by the types with the largest masks). Commands::
+
+    uv run python benchmarks/defect_types.py                  # magnetic_tile, every checkpoint found
+    uv run python benchmarks/defect_types.py --smoke --output /tmp/curves   # after curves.py --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+from lightning.pytorch import LightningModule  # noqa: E402
+
+from anomalib_recsem import RecSem  # noqa: E402
+from benchmarks import harness  # noqa: E402
+from benchmarks.curves import RECSEM_VARIANTS  # noqa: E402
+
+COLUMNS = ("model", "seed", "step", "defect_type", "images", "image_AUROC", "pixel_AUROC", "mask_share",
+           "category", "image_size", "device", "finished_at")
+
+
+def load(model_name: str, checkpoint: Path, image_size: int, width: int | None, preset: str) -> LightningModule:
+    """The module a curve checkpoint holds (RecSem rebuilds itself; Draem is rebuilt at the curve's widths)."""
+    if model_name in RECSEM_VARIANTS:
+        return RecSem.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+    width = harness.draem_width(width, preset)
+    module = harness.draem(image_size, width=width if width > 0 else None)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    missing, _ = module.load_state_dict(state, strict=False)
+    if [key for key in missing if key.startswith("model.")]:
+        msg = f"{checkpoint} does not hold Draem's networks at width {width}: missing {missing[:3]} ..."
+        raise ValueError(msg)
+    return module
+
+
+def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=harness.SHARED_DATASETS, help="MVTec AD-layout root")
+    parser.add_argument("--category", default="magnetic_tile")
+    parser.add_argument("--preset", default="recsem_small", help="the curves' RecSem preset (Draem's widths)")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--width", type=int, default=None, help="the curves' --width for Draem")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", type=Path, default=harness.RESULTS, help="the curves' output folder")
+    parser.add_argument("--smoke", action="store_true", help="the curves' smoke settings")
+    return harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny", image_size=64)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Score every curve checkpoint per defect type, then write the table."""
+    args = parse_arguments(argv)
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    data = harness.EvaluationSet(args.root, args.category, args.image_size)
+    rows = []
+    for checkpoint in sorted((args.output / "checkpoints").glob(f"{args.category}_*_seed*.ckpt")):
+        model_name, seed = checkpoint.stem.removeprefix(f"{args.category}_").rsplit("_seed", 1)
+        module = load(model_name, checkpoint, args.image_size, args.width, args.preset)
+        step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
+        for row in harness.evaluate_by_defect_type(module, data):
+            rows.append({"model": model_name, "seed": int(seed), "step": step, **row, "category": args.category,
+                         "image_size": args.image_size, "device": harness.device_name("cpu"), "finished_at": harness.now()})
+    csv_path = args.output / f"defect_types_{args.category}.csv"
+    harness.write_rows(csv_path, rows, COLUMNS)
+    lines = [f"# Per defect type: `{csv_path.name}`", "", "Written by `benchmarks/defect_types.py` from the last "
+             "checkpoint of each learning curve, on the whole test set.", "",
+             "| model | seed | step | defect type | images | image AUROC | pixel AUROC | mask share |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['seed']} | {r['step']} | {r['defect_type']} | {r['images']} | "
+              f"{r['image_AUROC']:.3f} | {r['pixel_AUROC']:.3f} | {r['mask_share']:.3f} |" for r in rows]
+    summary = args.output / ("DEFECT_TYPES.md" if args.category == "magnetic_tile" else f"DEFECT_TYPES_{args.category}.md")
+    summary.write_text("\n".join(lines) + "\n")
+    print(f"{csv_path}\n{summary}")  # noqa: T201
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
