@@ -2,7 +2,10 @@
 
 Loads the checkpoints that ``curves.py`` keeps (its last point of each model and seed),
 scores the whole test set and writes one row per (model, seed, defect type) to
-``defect_types_<category>.csv`` and a table to ``DEFECT_TYPES.md``. Image AUROC is each
+``defect_types_<category>.csv`` and a table to ``DEFECT_TYPES.md``, with a picture per
+checkpoint of what the model does with its hardest images: the defect-free images it scores
+highest and the defective ones it scores lowest (input, reconstruction, anomaly map, mask).
+Image AUROC is each
 type's images against the defect-free ones; pixel AUROC is within that type's images (a
 pooled pixel AUROC is dominated by the types with the largest masks). Commands::
 
@@ -45,6 +48,29 @@ def load(model_name: str, checkpoint: Path, image_size: int, width: int | None, 
     return module
 
 
+def hardest_images(module: LightningModule, data: harness.EvaluationSet, path: Path, count: int = 3) -> None:
+    """Save input | reconstruction | anomaly map | mask for the highest-scoring normal and lowest-scoring defective images."""
+    import numpy as np  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+
+    module.eval()
+    with torch.no_grad():
+        scores = torch.cat([harness.predict(module, data.images[start : start + 32])[0].pred_score.float().flatten()
+                            for start in range(0, len(data.images), 32)])
+    normal = (data.labels == 0).nonzero().flatten()
+    defective = (data.labels == 1).nonzero().flatten()
+    chosen = torch.cat([normal[scores[normal].argsort(descending=True)[:count]],
+                        defective[scores[defective].argsort()[:count]]])
+    with torch.no_grad():
+        output, reconstruction = harness.predict(module, data.images[chosen])
+    maps = output.anomaly_map.float().reshape(len(chosen), 1, *data.masks.shape[1:])
+    maps = maps / maps.flatten(1).amax(1).clamp(min=1e-6).view(-1, 1, 1, 1)  # each map to its own maximum
+    panels = [data.images[chosen], reconstruction.float().clamp(0, 1), maps.expand(-1, 3, -1, -1),
+              data.masks[chosen].float().unsqueeze(1).expand(-1, 3, -1, -1)]
+    grid = torch.cat([torch.cat(list(panel), dim=1) for panel in panels], dim=2)  # rows: images; columns: panels
+    Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
+
+
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -70,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_name, seed = checkpoint.stem.removeprefix(f"{args.category}_").rsplit("_seed", 1)
         module = load(model_name, checkpoint, args.image_size, args.width, args.preset)
         step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
+        hardest_images(module, data, args.output / f"hardest_{args.category}_{model_name}_seed{seed}.png")
         for row in harness.evaluate_by_defect_type(module, data):
             rows.append({"model": model_name, "seed": int(seed), "step": step, **row, "category": args.category,
                          "image_size": args.image_size, "device": harness.device_name("cpu"), "finished_at": harness.now()})
@@ -81,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
              "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['seed']} | {r['step']} | {r['defect_type']} | {r['images']} | "
               f"{r['image_AUROC']:.3f} | {r['pixel_AUROC']:.3f} | {r['mask_share']:.3f} |" for r in rows]
+    lines += ["", "What each model does with its hardest images: rows are the three defect-free images it scores "
+              "highest, then the three defective images it scores lowest; columns are input, reconstruction, "
+              "anomaly map (scaled to its own maximum) and ground-truth mask.", ""]
+    lines += [f"![{path.stem}]({path.name})" for path in sorted(args.output.glob(f"hardest_{args.category}_*.png"))]
     summary = args.output / ("DEFECT_TYPES.md" if args.category == "magnetic_tile" else f"DEFECT_TYPES_{args.category}.md")
     summary.write_text("\n".join(lines) + "\n")
     print(f"{csv_path}\n{summary}")  # noqa: T201

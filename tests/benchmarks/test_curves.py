@@ -33,6 +33,7 @@ def test_smoke_curves_record_points_and_resume(tmp_path: Path) -> None:
     for model in ("recsem", "draem"):
         assert sum(int(row["images"]) for row in by_type if row["model"] == model) == 4
     assert all(0.0 <= float(row["image_AUROC"]) <= 1.0 and int(row["step"]) == 4 for row in by_type)
+    assert (tmp_path / "hardest_dummy_draem_seed0.png").stat().st_size > 0
     # A finished run is not trained again.
     assert curves.main(["--smoke", "--output", str(tmp_path)]) == 0
     assert len(harness.read_rows(csv_path)) == len(rows)
