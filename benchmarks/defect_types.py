@@ -16,6 +16,7 @@ pooled pixel AUROC is dominated by the types with the largest masks). Commands::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -31,7 +32,10 @@ from benchmarks import harness  # noqa: E402
 from benchmarks.curves import RECSEM_VARIANTS  # noqa: E402
 
 COLUMNS = ("model", "seed", "step", "defect_type", "images", "image_AUROC", "pixel_AUROC", "mask_share",
-           "category", "image_size", "device", "finished_at")
+           "median_score", "category", "image_size", "device", "finished_at")
+#: Every n-th training image is scored too: if the defect-free training images score like the
+#: test ones, a model that confuses normal surface with defects is underfitted, not overfitted.
+TRAIN_STRIDE = 4
 
 
 def load(model_name: str, checkpoint: Path, image_size: int, width: int | None, preset: str) -> LightningModule:
@@ -53,10 +57,8 @@ def hardest_images(module: LightningModule, data: harness.EvaluationSet, path: P
     import numpy as np  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
+    scores = harness.scores(module, data.images)
     module.eval()
-    with torch.no_grad():
-        scores = torch.cat([harness.predict(module, data.images[start : start + 32])[0].pred_score.float().flatten()
-                            for start in range(0, len(data.images), 32)])
     normal = (data.labels == 0).nonzero().flatten()
     defective = (data.labels == 1).nonzero().flatten()
     chosen = torch.cat([normal[scores[normal].argsort(descending=True)[:count]],
@@ -91,23 +93,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     data = harness.EvaluationSet(args.root, args.category, args.image_size)
+    train = harness.EvaluationSet(args.root, args.category, args.image_size, stride=TRAIN_STRIDE, split="train")
     rows = []
     for checkpoint in sorted((args.output / "checkpoints").glob(f"{args.category}_*_seed*.ckpt")):
         model_name, seed = checkpoint.stem.removeprefix(f"{args.category}_").rsplit("_seed", 1)
         module = load(model_name, checkpoint, args.image_size, args.width, args.preset)
         step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
         hardest_images(module, data, args.output / f"hardest_{args.category}_{model_name}_seed{seed}.png")
-        for row in harness.evaluate_by_defect_type(module, data):
+        train_row = {"defect_type": "good (training images)", "images": len(train.images), "image_AUROC": math.nan,
+                     "pixel_AUROC": math.nan, "mask_share": 0.0,
+                     "median_score": float(harness.scores(module, train.images).median())}
+        for row in [train_row, *harness.evaluate_by_defect_type(module, data)]:
             rows.append({"model": model_name, "seed": int(seed), "step": step, **row, "category": args.category,
                          "image_size": args.image_size, "device": harness.device_name("cpu"), "finished_at": harness.now()})
     csv_path = args.output / f"defect_types_{args.category}.csv"
     harness.write_rows(csv_path, rows, COLUMNS)
     lines = [f"# Per defect type: `{csv_path.name}`", "", "Written by `benchmarks/defect_types.py` from the last "
              "checkpoint of each learning curve, on the whole test set.", "",
-             "| model | seed | step | defect type | images | image AUROC | pixel AUROC | mask share |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| model | seed | step | defect type | images | image AUROC | pixel AUROC | mask share | median score |",
+             "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['seed']} | {r['step']} | {r['defect_type']} | {r['images']} | "
-              f"{r['image_AUROC']:.3f} | {r['pixel_AUROC']:.3f} | {r['mask_share']:.3f} |" for r in rows]
+              f"{r['image_AUROC']:.3f} | {r['pixel_AUROC']:.3f} | {r['mask_share']:.3f} | {r['median_score']:.3f} |"
+              for r in rows]
     lines += ["", "What each model does with its hardest images: rows are the three defect-free images it scores "
               "highest, then the three defective images it scores lowest; columns are input, reconstruction, "
               "anomaly map (scaled to its own maximum) and ground-truth mask.", ""]

@@ -153,12 +153,13 @@ class EvaluationSet:
         root: MVTec AD-layout root.
         category: Category folder.
         image_size: Side the images are resized to.
-        stride: Keep every ``stride``-th test image (in the dataset's sorted order, so every
+        stride: Keep every ``stride``-th image (in the dataset's sorted order, so every
             defect type keeps its share).
+        split: ``"test"``, or ``"train"`` (defect-free images, without masks in the files).
     """
 
-    def __init__(self, root: Path, category: str, image_size: int, stride: int = 1) -> None:
-        dataset = MVTecADDataset(root=root, category=category, split="test",
+    def __init__(self, root: Path, category: str, image_size: int, stride: int = 1, split: str = "test") -> None:
+        dataset = MVTecADDataset(root=root, category=category, split=split,
                                  augmentations=Resize((image_size, image_size), antialias=True))
         loader = torch.utils.data.DataLoader(dataset, batch_size=32, collate_fn=dataset.collate_fn)
         images, labels, masks = [], [], []
@@ -222,11 +223,23 @@ def evaluate(module: LightningModule, data: EvaluationSet, batch_size: int = 32)
 
 
 @torch.no_grad()
+def scores(module: LightningModule, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+    """Image scores ``(N,)`` of ``module`` (eval mode) for ``images`` ``(N, C, H, W)``."""
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        result = torch.cat([predict(module, images[start : start + batch_size].to(module.device))[0].pred_score
+                            .float().cpu().flatten() for start in range(0, len(images), batch_size)])
+    module.train(was_training)
+    return result
+
+
 def evaluate_by_defect_type(module: LightningModule, data: EvaluationSet, batch_size: int = 32) -> list[dict[str, Any]]:
-    """Per defect type: image AUROC against the defect-free images, and pixel AUROC within that type.
+    """Per defect type: image AUROC against the defect-free images, pixel AUROC within that type, median score.
 
     A pooled pixel AUROC is dominated by the types with the largest masks; this shows which
-    defects a model finds and which it misses.
+    defects a model finds and which it misses. The defect-free test images get a row of
+    their own (their median score).
     """
     was_training = module.training
     module.eval()
@@ -238,7 +251,9 @@ def evaluate_by_defect_type(module: LightningModule, data: EvaluationSet, batch_
     module.train(was_training)
     score, anomaly_map = torch.cat(scores), torch.cat(maps)
     normal = torch.tensor([name == "good" for name in data.defect_types])
-    rows = []
+    rows: list[dict[str, Any]] = [{"defect_type": "good", "images": int(normal.sum()), "image_AUROC": math.nan,
+                                   "pixel_AUROC": math.nan, "mask_share": 0.0,
+                                   "median_score": float(score[normal].median())}]
     for name in sorted(set(data.defect_types) - {"good"}):
         chosen = torch.tensor([kind == name for kind in data.defect_types])
         pair = chosen | normal
@@ -249,6 +264,7 @@ def evaluate_by_defect_type(module: LightningModule, data: EvaluationSet, batch_
             "pixel_AUROC": float(binary_auroc(anomaly_map[chosen].flatten(), masks.flatten().long()))
             if masks.any() else math.nan,
             "mask_share": float(masks.float().mean()),
+            "median_score": float(score[chosen].median()),
         })
     return rows
 

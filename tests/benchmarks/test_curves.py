@@ -31,8 +31,11 @@ def test_smoke_curves_record_points_and_resume(tmp_path: Path) -> None:
     assert defect_types.main(["--smoke", "--output", str(tmp_path), "--threads", "1"]) == 0
     by_type = harness.read_rows(tmp_path / "defect_types_dummy.csv")
     for model in ("recsem", "draem"):
-        assert sum(int(row["images"]) for row in by_type if row["model"] == model) == 4
-    assert all(0.0 <= float(row["image_AUROC"]) <= 1.0 and int(row["step"]) == 4 for row in by_type)
+        images = {row["defect_type"]: int(row["images"]) for row in by_type if row["model"] == model}
+        assert images.pop("good") == 4 and images.pop("good (training images)") == 2  # 8 training images, every 4th
+        assert sum(images.values()) == 4
+    assert all(0.0 <= float(row["image_AUROC"]) <= 1.0 for row in by_type if not row["defect_type"].startswith("good"))
+    assert all(int(row["step"]) == 4 and 0.0 <= float(row["median_score"]) <= 1.0 for row in by_type)
     assert (tmp_path / "hardest_dummy_draem_seed0.png").stat().st_size > 0
     # A finished run is not trained again.
     assert curves.main(["--smoke", "--output", str(tmp_path)]) == 0
