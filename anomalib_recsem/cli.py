@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         help="generate a small defect dataset, train RecSem on the CPU, test, export to OpenVINO and report",
     )
     demo.add_argument("--output", type=Path, default=Path("demo_output"), help="folder for everything written")
-    demo.add_argument("--epochs", type=_positive_int, default=8, help="training epochs (default: 8)")
+    demo.add_argument("--epochs", type=_positive_int, default=30, help="training epochs (default: 30)")
     demo.add_argument("--train-images", type=_positive_int, default=80, help="defect-free training images (default: 80)")
     demo.add_argument("--test-images", type=_positive_int, default=16,
                       help="defect-free test images, and as many defective ones (default: 16)")

@@ -55,7 +55,7 @@ class DemoSettings:
     """
 
     output: Path = Path("demo_output")
-    epochs: int = 8
+    epochs: int = 30
     num_train: int = 80
     num_test: int = 16
     data_size: int = 256

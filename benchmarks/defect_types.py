@@ -5,6 +5,7 @@ scores the whole test set and writes one row per (model, seed, defect type) to
 ``defect_types_<category>.csv`` and a table to ``DEFECT_TYPES.md``, with a picture per
 checkpoint of what the model does with its hardest images: the defect-free images it scores
 highest and the defective ones it scores lowest (input, reconstruction, anomaly map, mask).
+
 Image AUROC is each
 type's images against the defect-free ones; pixel AUROC is within that type's images (a
 pooled pixel AUROC is dominated by the types with the largest masks). Commands::
@@ -38,12 +39,12 @@ COLUMNS = ("model", "seed", "step", "defect_type", "images", "image_AUROC", "pix
 TRAIN_STRIDE = 4
 
 
-def load(model_name: str, checkpoint: Path, image_size: int, width: int | None, preset: str) -> LightningModule:
+def load(model_name: str, checkpoint: Path, args: argparse.Namespace) -> LightningModule:
     """The module a curve checkpoint holds (RecSem rebuilds itself; Draem is rebuilt at the curve's widths)."""
     if model_name in RECSEM_VARIANTS:
         return RecSem.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
-    width = harness.draem_width(width, preset)
-    module = harness.draem(image_size, width=width if width > 0 else None)
+    width = harness.draem_width(args.width, args.preset)
+    module = harness.draem(args.image_size, width=width if width > 0 else None, dtd=args.textures)
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
     missing, _ = module.load_state_dict(state, strict=False)
     if [key for key in missing if key.startswith("model.")]:
@@ -53,11 +54,12 @@ def load(model_name: str, checkpoint: Path, image_size: int, width: int | None, 
 
 
 def hardest_images(module: LightningModule, data: harness.EvaluationSet, path: Path, count: int = 3) -> None:
-    """Save input | reconstruction | anomaly map | mask for the highest-scoring normal and lowest-scoring defective images."""
+    """Save input | reconstruction | map | mask of the top-scoring normal and lowest-scoring defective images."""
     import numpy as np  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
     scores = harness.scores(module, data.images)
+    was_training = module.training
     module.eval()
     normal = (data.labels == 0).nonzero().flatten()
     defective = (data.labels == 1).nonzero().flatten()
@@ -65,6 +67,7 @@ def hardest_images(module: LightningModule, data: harness.EvaluationSet, path: P
                         defective[scores[defective].argsort()[:count]]])
     with torch.no_grad():
         output, reconstruction = harness.predict(module, data.images[chosen])
+    module.train(was_training)
     maps = output.anomaly_map.float().reshape(len(chosen), 1, *data.masks.shape[1:])
     maps = maps / maps.flatten(1).amax(1).clamp(min=1e-6).view(-1, 1, 1, 1)  # each map to its own maximum
     panels = [data.images[chosen], reconstruction.float().clamp(0, 1), maps.expand(-1, 3, -1, -1),
@@ -81,6 +84,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--preset", default="recsem_small", help="the curves' RecSem preset (Draem's widths)")
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--width", type=int, default=None, help="the curves' --width for Draem")
+    parser.add_argument("--textures", type=Path, default=harness.DTD_IMAGES,
+                        help="any image folder: Draem is built with one, evaluation never reads it")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=harness.RESULTS, help="the curves' output folder")
     parser.add_argument("--smoke", action="store_true", help="the curves' smoke settings")
@@ -97,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = []
     for checkpoint in sorted((args.output / "checkpoints").glob(f"{args.category}_*_seed*.ckpt")):
         model_name, seed = checkpoint.stem.removeprefix(f"{args.category}_").rsplit("_seed", 1)
-        module = load(model_name, checkpoint, args.image_size, args.width, args.preset)
+        module = load(model_name, checkpoint, args)
         step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
         hardest_images(module, data, args.output / f"hardest_{args.category}_{model_name}_seed{seed}.png")
         train_row = {"defect_type": "good (training images)", "images": len(train.images), "image_AUROC": math.nan,
@@ -105,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "median_score": float(harness.scores(module, train.images).median())}
         for row in [train_row, *harness.evaluate_by_defect_type(module, data)]:
             rows.append({"model": model_name, "seed": int(seed), "step": step, **row, "category": args.category,
-                         "image_size": args.image_size, "device": harness.device_name("cpu"), "finished_at": harness.now()})
+                         "image_size": args.image_size, "device": harness.device_name("cpu"),
+                         "finished_at": harness.now()})
     csv_path = args.output / f"defect_types_{args.category}.csv"
     harness.write_rows(csv_path, rows, COLUMNS)
     lines = [f"# Per defect type: `{csv_path.name}`", "", "Written by `benchmarks/defect_types.py` from the last "
@@ -119,7 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               "highest, then the three defective images it scores lowest; columns are input, reconstruction, "
               "anomaly map (scaled to its own maximum) and ground-truth mask.", ""]
     lines += [f"![{path.stem}]({path.name})" for path in sorted(args.output.glob(f"hardest_{args.category}_*.png"))]
-    summary = args.output / ("DEFECT_TYPES.md" if args.category == "magnetic_tile" else f"DEFECT_TYPES_{args.category}.md")
+    name = "DEFECT_TYPES.md" if args.category == "magnetic_tile" else f"DEFECT_TYPES_{args.category}.md"
+    summary = args.output / name
     summary.write_text("\n".join(lines) + "\n")
     print(f"{csv_path}\n{summary}")  # noqa: T201
     return 0

@@ -147,7 +147,7 @@ def smoke_data(folder: Path) -> tuple[Path, Path]:
 
 
 class EvaluationSet:
-    """Test images at the model's size (antialiased resize), their labels and masks, held in memory.
+    """Images of a split at the model's size (antialiased resize), their labels and masks, held in memory.
 
     Args:
         root: MVTec AD-layout root.
@@ -227,13 +227,20 @@ def scores(module: LightningModule, images: torch.Tensor, batch_size: int = 32) 
     """Image scores ``(N,)`` of ``module`` (eval mode) for ``images`` ``(N, C, H, W)``."""
     was_training = module.training
     module.eval()
-    with torch.no_grad():
-        result = torch.cat([predict(module, images[start : start + batch_size].to(module.device))[0].pred_score
-                            .float().cpu().flatten() for start in range(0, len(images), batch_size)])
+    result = torch.cat([predict(module, images[start : start + batch_size].to(module.device))[0].pred_score
+                        .float().cpu().flatten() for start in range(0, len(images), batch_size)])
     module.train(was_training)
     return result
 
 
+def _auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+    """Binary AUROC, NaN when one class is missing (torchmetrics would return 0)."""
+    if labels.min() == labels.max():
+        return math.nan
+    return float(binary_auroc(scores, labels.long()))
+
+
+@torch.no_grad()
 def evaluate_by_defect_type(module: LightningModule, data: EvaluationSet, batch_size: int = 32) -> list[dict[str, Any]]:
     """Per defect type: image AUROC against the defect-free images, pixel AUROC within that type, median score.
 
@@ -253,16 +260,15 @@ def evaluate_by_defect_type(module: LightningModule, data: EvaluationSet, batch_
     normal = torch.tensor([name == "good" for name in data.defect_types])
     rows: list[dict[str, Any]] = [{"defect_type": "good", "images": int(normal.sum()), "image_AUROC": math.nan,
                                    "pixel_AUROC": math.nan, "mask_share": 0.0,
-                                   "median_score": float(score[normal].median())}]
+                                   "median_score": float(score[normal].median()) if normal.any() else math.nan}]
     for name in sorted(set(data.defect_types) - {"good"}):
         chosen = torch.tensor([kind == name for kind in data.defect_types])
         pair = chosen | normal
         masks = data.masks[chosen]
         rows.append({
             "defect_type": name, "images": int(chosen.sum()),
-            "image_AUROC": float(binary_auroc(score[pair], chosen[pair].long())),
-            "pixel_AUROC": float(binary_auroc(anomaly_map[chosen].flatten(), masks.flatten().long()))
-            if masks.any() else math.nan,
+            "image_AUROC": _auroc(score[pair], chosen[pair]),
+            "pixel_AUROC": _auroc(anomaly_map[chosen].flatten(), masks.flatten()),
             "mask_share": float(masks.float().mean()),
             "median_score": float(score[chosen].median()),
         })

@@ -191,8 +191,10 @@ def run_defects(args: argparse.Namespace, device: torch.device) -> None:
             if name == "dtd" and source is None:
                 continue
             transform = SyntheticDefect(anomaly_source=source, seed=0)
-            if transform.texture_folder is not None:  # training decodes each file once; time what follows
-                transform.texture_folder.load(torch.arange(len(transform.texture_folder.paths)))
+            textures = transform.texture_folder
+            if textures is not None:  # training decodes each file once; time what follows
+                for start in range(0, len(textures.paths), 64):
+                    textures.load(torch.arange(start, min(start + 64, len(textures.paths))))
             images = torch.rand(8, 3, size, size, device=device)
             durations = []
             for index in range(args.warmup + DEFECT_REPS):
@@ -313,7 +315,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--presets", nargs="+", default=["recsem_small", "recsem"])
     parser.add_argument("--precisions", nargs="+", choices=tuple(PRECISIONS), default=list(PRECISIONS))
     parser.add_argument("--accelerator", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--steps", type=int, default=5, help="timed repetitions per cell")
+    parser.add_argument("--steps", type=int, default=5,
+                        help="timed repetitions per training and inference cell (synthesis: 50)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first (compilation)")
     parser.add_argument("--paper-batch", type=int, default=None,
                         help="batch for the paper preset (default 8 on a GPU, 2 on a CPU)")

@@ -26,8 +26,9 @@ unit tests hold them against kornia and PIL.
 Deliberate differences from the authors' imgaug/OpenCV code: the blend stays in float (not
 rounded to ``uint8``); the chosen light-augmentation ops are composed in a fixed order
 (rotation and scale about the centre, then translation: for these small ranges the
-order changes the result by well under a pixel); an image chosen for a defect always gets a non-empty mask (the
-noise is redrawn, and as a last resort a disc is used), so ``label`` and ``mask`` agree.
+order changes the result by well under a pixel); an image chosen for a defect always gets a
+non-empty mask (the noise is redrawn, and as a last resort a disc is used), so ``label`` and
+``mask`` agree.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ import torch
 from kornia import color, enhance
 from kornia.contrib import connected_components
 from kornia.geometry.transform import get_affine_matrix2d
-from torch.nn import functional as F  # noqa: N812
 from torch import Tensor
+from torch.nn import functional as F  # noqa: N812
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -96,7 +97,8 @@ def _warp(images: Tensor, matrix: Tensor, padding_mode: str) -> Tensor:
     """
     _, _, height, width = images.shape
     inverse = torch.linalg.inv(matrix.float())[:, :2].to(images.dtype)  # output pixel -> input pixel
-    to_unit = torch.tensor([2 / (width - 1), 2 / (height - 1)], dtype=images.dtype, device=images.device)
+    # A side of one pixel has one sample position, the centre (kornia's convention).
+    to_unit = torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)], dtype=images.dtype, device=images.device)
     inverse = inverse * to_unit.view(1, 2, 1)  # input pixel -> [-1, 1] (align_corners=True)
     xs = torch.arange(width, dtype=images.dtype, device=images.device).view(1, 1, 1, width)
     ys = torch.arange(height, dtype=images.dtype, device=images.device).view(1, 1, height, 1)
@@ -493,7 +495,7 @@ class SyntheticDefect(v2.Transform):
         """Binary Perlin masks ``(count, 1, H, W)`` as booleans, filtered if configured."""
         low, high = self.perlin_scale_range
         resolution = 2 ** torch.randint(low, high + 1, (count, 2), generator=self.generator)
-        angle = _uniform(count, -self.mask_rotation, self.mask_rotation, self.generator).to(device)
+        angle = _uniform(count, -self.mask_rotation, self.mask_rotation, self.generator)
         noise = perlin_noise_2d(resolution, height, width, generator=self.generator, device=device).unsqueeze(1)
         if self.mask_rotation > 0:
             # Zero padding like imgaug's default: rotated-in corners never become defect.
@@ -539,7 +541,7 @@ class SyntheticDefect(v2.Transform):
         count, channels, height, width = clean.shape
         if self.anomaly_source == "self":
             rgb = clean.expand(-1, 3, -1, -1) if channels == 1 else clean
-            angle = _uniform(count, -90.0, 90.0, self.generator).to(clean)
+            angle = _uniform(count, -90.0, 90.0, self.generator)
             sources = _rotate_about_centre(rgb, angle, padding_mode="border")
         elif self.texture_folder is not None:
             size = fit_size(height, width, self.texture_folder.size)

@@ -48,8 +48,10 @@ Reference:
 
 from .datamodule import DAGM
 from .dataset import (
+    ABNORMAL_LABEL,
     DAGM_CATEGORIES,
     DEFAULT_NORMAL_SPLIT_SEED,
+    NORMAL_LABEL,
     TRAIN_DEFECTS_MODES,
     DAGMDataset,
     make_dagm_dataset,
@@ -69,11 +71,13 @@ from .labels import (
 )
 
 __all__ = [
+    "ABNORMAL_LABEL",
     "DAGM",
     "DAGM_CATEGORIES",
     "DEFAULT_NORMAL_SPLIT_SEED",
     "LABELS_FILENAME",
     "LABEL_DIRNAME",
+    "NORMAL_LABEL",
     "TEST_DIRNAME",
     "TRAIN_DEFECTS_MODES",
     "TRAIN_DIRNAME",
