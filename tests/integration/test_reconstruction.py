@@ -49,11 +49,10 @@ def _spread(normalize_query: bool, root: Path, project: Path) -> float:
 
 
 def test_reconstructions_differ_across_inputs(tmp_path: Path) -> None:
-    root = _surfaces(tmp_path / "data")
-    fixed = _spread(normalize_query=True, root=root, project=tmp_path / "fixed")
-    authors = _spread(normalize_query=False, root=root, project=tmp_path / "authors")
     # After 160 steps the reconstructions already vary across the test images by a third as much as
-    # the images do (measured: 0.36), while the authors' memory unit (unnormalised queries) has pulled
-    # them to one image (0.02).
-    assert fixed > 0.25, (fixed, authors)
-    assert authors < fixed / 4, (fixed, authors)
+    # the images do (measured: 0.34); the collapsed reconstruction this guards against varied by
+    # 0.0001 of the inputs' spread. The authors' memory unit (normalize_query=False) is not held to
+    # a number here: whether it collapses depends on the run (0.02 and 0.28 measured in this setting
+    # with two versions of the defect synthesis), see the model README.
+    fixed = _spread(normalize_query=True, root=_surfaces(tmp_path / "data"), project=tmp_path / "fixed")
+    assert fixed > 0.25, fixed
