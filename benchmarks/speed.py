@@ -297,6 +297,18 @@ def summarise(output: Path) -> Path:
     if defects:
         lines += ["", "## Defect synthesis (batch of 8)", "", "| device | source | px | ms per batch |", "|---|---|---|---|"]
         lines += [f"| {r['device']} | {r['source']} | {r['image_size']} | {float(r['ms_per_batch']):.1f} |" for r in defects]
+    # Rows without a device column come from the first version of this benchmark, on the same
+    # 2-core machine: the baselines the speed goals were set against.
+    earlier_steps = [row for row in harness.read_rows(output / "train_step.csv") if not row.get("device")
+                     and row["model"] == "recsem_cpu" and row["image_size"] == "128" and row["batch_size"] == "8"]
+    earlier_defects = [row for row in harness.read_rows(output / "defects.csv") if not row.get("device")
+                       and row["generator"] == "SyntheticDefect" and row.get("cache") != "cold"]
+    if earlier_steps or earlier_defects:
+        lines += ["", "## Earlier measurements (first version of this benchmark, same machine, 2 threads)", ""]
+        lines += [f"* CPU preset, 128 px, batch 8, fp32: {float(r['seconds_per_step']):.3f} s per step."
+                  for r in earlier_steps]
+        lines += [f"* SyntheticDefect, {r['source']} textures, {r['image_size']} px, batch 8: "
+                  f"{float(r['ms_per_batch']):.1f} ms per batch." for r in earlier_defects]
     inference = [row for row in harness.read_rows(output / "speed.csv") if row.get("device")]
     if inference:
         lines += ["", "## Inference, 256 px, batch 1", "", "| device | model | runtime | images/s |", "|---|---|---|---|"]
