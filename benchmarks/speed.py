@@ -303,12 +303,18 @@ def summarise(output: Path) -> Path:
                      and row["model"] == "recsem_cpu" and row["image_size"] == "128" and row["batch_size"] == "8"]
     earlier_defects = [row for row in harness.read_rows(output / "defects.csv") if not row.get("device")
                        and row["generator"] == "SyntheticDefect" and row.get("cache") != "cold"]
-    if earlier_steps or earlier_defects:
+    earlier_inference = [row for row in harness.read_rows(output / "speed.csv") if not row.get("device")
+                         and row.get("status") == "ok"]
+    if earlier_steps or earlier_defects or earlier_inference:
         lines += ["", "## Earlier measurements (first version of this benchmark, same machine, 2 threads)", ""]
         lines += [f"* CPU preset, 128 px, batch 8, fp32: {float(r['seconds_per_step']):.3f} s per step."
                   for r in earlier_steps]
         lines += [f"* SyntheticDefect, {r['source']} textures, {r['image_size']} px, batch 8: "
                   f"{float(r['ms_per_batch']):.1f} ms per batch." for r in earlier_defects]
+        if earlier_inference:
+            lines += ["", "| model | runtime | px | batch | images/s |", "|---|---|---|---|---|"]
+            lines += [f"| {r['model']} | {r['runtime']} | {r['image_size']} | {r['batch_size']} | "
+                      f"{float(r['images_per_second']):.2f} |" for r in earlier_inference]
     inference = [row for row in harness.read_rows(output / "speed.csv") if row.get("device")]
     if inference:
         lines += ["", "## Inference, 256 px, batch 1", "", "| device | model | runtime | images/s |", "|---|---|---|---|"]
