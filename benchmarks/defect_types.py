@@ -53,12 +53,12 @@ def load(model_name: str, checkpoint: Path, args: argparse.Namespace) -> Lightni
     return module
 
 
-def hardest_images(module: LightningModule, data: harness.EvaluationSet, path: Path, count: int = 3) -> None:
+def hardest_images(module: LightningModule, data: harness.EvaluationSet, scores: torch.Tensor, path: Path,
+                   count: int = 3) -> None:
     """Save input | reconstruction | map | mask of the top-scoring normal and lowest-scoring defective images."""
     import numpy as np  # noqa: PLC0415
     from PIL import Image  # noqa: PLC0415
 
-    scores = harness.scores(module, data.images)
     was_training = module.training
     module.eval()
     normal = (data.labels == 0).nonzero().flatten()
@@ -104,11 +104,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_name, seed = checkpoint.stem.removeprefix(f"{args.category}_").rsplit("_seed", 1)
         module = load(model_name, checkpoint, args)
         step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
-        hardest_images(module, data, args.output / f"hardest_{args.category}_{model_name}_seed{seed}.png")
+        score, anomaly_map = harness.predictions(module, data.images)
+        hardest_images(module, data, score, args.output / f"hardest_{args.category}_{model_name}_seed{seed}.png")
         train_row = {"defect_type": "good (training images)", "images": len(train.images), "image_AUROC": math.nan,
                      "pixel_AUROC": math.nan, "mask_share": 0.0,
-                     "median_score": float(harness.scores(module, train.images).median())}
-        for row in [train_row, *harness.evaluate_by_defect_type(module, data)]:
+                     "median_score": float(harness.predictions(module, train.images)[0].median())}
+        for row in [train_row, *harness.evaluate_by_defect_type(data, score, anomaly_map)]:
             rows.append({"model": model_name, "seed": int(seed), "step": step, **row, "category": args.category,
                          "image_size": args.image_size, "device": harness.device_name("cpu"),
                          "finished_at": harness.now()})

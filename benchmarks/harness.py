@@ -223,14 +223,18 @@ def evaluate(module: LightningModule, data: EvaluationSet, batch_size: int = 32)
 
 
 @torch.no_grad()
-def scores(module: LightningModule, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
-    """Image scores ``(N,)`` of ``module`` (eval mode) for ``images`` ``(N, C, H, W)``."""
+def predictions(module: LightningModule, images: torch.Tensor,
+                batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode image scores ``(N,)`` and anomaly maps ``(N, H, W)`` of ``module`` for ``images`` ``(N, C, H, W)``."""
     was_training = module.training
     module.eval()
-    result = torch.cat([predict(module, images[start : start + batch_size].to(module.device))[0].pred_score
-                        .float().cpu().flatten() for start in range(0, len(images), batch_size)])
+    scores, maps = [], []
+    for start in range(0, len(images), batch_size):
+        output, _ = predict(module, images[start : start + batch_size].to(module.device))
+        scores.append(output.pred_score.float().cpu().flatten())
+        maps.append(output.anomaly_map.float().cpu().reshape(-1, *images.shape[-2:]))
     module.train(was_training)
-    return result
+    return torch.cat(scores), torch.cat(maps)
 
 
 def _auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
@@ -240,23 +244,19 @@ def _auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     return float(binary_auroc(scores, labels.long()))
 
 
-@torch.no_grad()
-def evaluate_by_defect_type(module: LightningModule, data: EvaluationSet, batch_size: int = 32) -> list[dict[str, Any]]:
+def evaluate_by_defect_type(data: EvaluationSet, score: torch.Tensor,
+                            anomaly_map: torch.Tensor) -> list[dict[str, Any]]:
     """Per defect type: image AUROC against the defect-free images, pixel AUROC within that type, median score.
 
     A pooled pixel AUROC is dominated by the types with the largest masks; this shows which
     defects a model finds and which it misses. The defect-free test images get a row of
     their own (their median score).
+
+    Args:
+        data: The images scored.
+        score: Their image scores ``(N,)`` (:func:`predictions`).
+        anomaly_map: Their anomaly maps ``(N, H, W)``.
     """
-    was_training = module.training
-    module.eval()
-    scores, maps = [], []
-    for start in range(0, len(data.images), batch_size):
-        output, _ = predict(module, data.images[start : start + batch_size].to(module.device))
-        scores.append(output.pred_score.float().cpu().flatten())
-        maps.append(output.anomaly_map.float().cpu().reshape(-1, *data.masks.shape[1:]))
-    module.train(was_training)
-    score, anomaly_map = torch.cat(scores), torch.cat(maps)
     normal = torch.tensor([name == "good" for name in data.defect_types])
     rows: list[dict[str, Any]] = [{"defect_type": "good", "images": int(normal.sum()), "image_AUROC": math.nan,
                                    "pixel_AUROC": math.nan, "mask_share": 0.0,
