@@ -266,13 +266,16 @@ def augment_sources(sources: Tensor, num_augmentations: int, generator: torch.Ge
     if count == 0 or num_augmentations == 0:
         return sources
     order = torch.rand(count, len(_SOURCE_OPS), generator=generator).argsort(dim=1)[:, :num_augmentations]
-    out = sources.clone()
+    # Every op is defined on [0, 1], and interpolation round-off leaves values such as
+    # 1 + 2**-23: inverted, then raised to a fractional gamma, that is NaN. So the range is
+    # enforced before and after each op.
+    out = sources.clamp(0, 1)
     for position in range(num_augmentations):
         for index, op in enumerate(_SOURCE_OPS.values()):
             rows = (order[:, position] == index).nonzero().squeeze(1)
             if rows.numel() > 0:
                 rows = rows.to(sources.device)
-                out[rows] = op(out[rows], generator)
+                out[rows] = op(out[rows], generator).clamp_(0, 1)
     return out
 
 

@@ -9,11 +9,10 @@ import pytest
 
 from benchmarks import curves, defect_types, gpu_campaign, harness
 
-pytestmark = pytest.mark.slow
-
 POINT_COLUMNS = ("image_AUROC", "pixel_AUPRO", "pixel_AUROC", "reconstruction_spread", "residual_pixel_AUROC")
 
 
+@pytest.mark.slow
 def test_smoke_curves_record_points_and_resume(tmp_path: Path) -> None:
     assert curves.main(["--smoke", "--output", str(tmp_path)]) == 0
     csv_path = tmp_path / "curve_dummy.csv"
@@ -42,6 +41,7 @@ def test_smoke_curves_record_points_and_resume(tmp_path: Path) -> None:
     assert len(harness.read_rows(csv_path)) == len(rows)
 
 
+@pytest.mark.slow
 def test_interrupted_run_continues_from_its_checkpoint(tmp_path: Path) -> None:
     assert curves.main(["--smoke", "--output", str(tmp_path), "--models", "recsem"]) == 0
     csv_path = tmp_path / "curve_dummy.csv"
@@ -53,6 +53,7 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path: Path) -> None:
     assert steps == [0, 2, 6]  # resumed at step 4 (its checkpoint), not from scratch
 
 
+@pytest.mark.slow
 def test_gpu_campaign_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     assert gpu_campaign.main(["--smoke", "--budget", "400", "--output", str(tmp_path)]) == 0
     speed = harness.read_rows(tmp_path / "train_step.csv")
@@ -62,3 +63,28 @@ def test_gpu_campaign_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     assert {row["model"] for row in points} == {"recsem", "draem"}
     assert all(row["precision"] == "bf16-mixed" for row in points)
     assert all(math.isfinite(float(row["image_AUROC"])) for row in points)
+
+
+def _point(model: str, seed: int, step: int, seconds: float, auroc: float, aupro: float) -> dict[str, str]:
+    return {"model": model, "seed": str(seed), "step": str(step), "seconds": str(seconds),
+            "image_AUROC": str(auroc), "pixel_AUPRO": str(aupro)}
+
+
+def test_paired_comparison_averages_only_the_seeds_both_models_reached() -> None:
+    rows = [_point("recsem", 0, 500, 400, 0.70, 0.5), _point("draem", 0, 500, 600, 0.60, 0.6),
+            _point("recsem", 1, 500, 410, 0.50, 0.5), _point("draem", 1, 500, 620, 0.55, 0.4),
+            _point("recsem", 2, 500, 420, 0.99, 0.9),  # Draem seed 2 has not reached step 500
+            _point("recsem", 0, 1000, 800, 0.80, 0.5)]  # nor has any Draem reached step 1000
+    assert curves.paired_comparison(rows, "recsem", "draem", "image_AUROC") == [
+        (500, 2, pytest.approx(0.60), pytest.approx(0.575), 1)]
+    assert curves.paired_comparison(rows, "recsem", "draem", "pixel_AUPRO") == [
+        (500, 2, pytest.approx(0.5), pytest.approx(0.5), 1)]
+
+
+def test_within_budget_reports_the_last_point_in_time_and_the_best_before_it() -> None:
+    rows = [_point("recsem", 0, 0, 0, 0.99, 0.99),  # the untrained model does not count
+            _point("recsem", 0, 500, 3000, 0.80, 0.40), _point("recsem", 0, 1000, 7000, 0.70, 0.60),
+            _point("recsem", 0, 1500, 7300, 0.95, 0.95)]  # past the 2 hours
+    assert curves.within_budget(rows, "recsem") == [{
+        "seed": "0", "last_step": 1000, "last_seconds": 7000.0, "image_AUROC": 0.70, "pixel_AUPRO": 0.60,
+        "best_image_AUROC": 0.80, "best_pixel_AUPRO": 0.60}]
