@@ -5,6 +5,8 @@ scores the whole test set and writes one row per (model, seed, defect type) to
 ``defect_types_<category>.csv`` and a table to ``DEFECT_TYPES.md``, with a picture per
 checkpoint of what the model does with its hardest images: the defect-free images it scores
 highest and the defective ones it scores lowest (input, reconstruction, anomaly map, mask).
+The same maps are also scored by several rules (``score_window_<category>.csv``): RecSem's
+mean of the five largest values after a mean filter, at several filter sides, and the maximum.
 
 Image AUROC is each
 type's images against the defect-free ones; pixel AUROC is within that type's images (a
@@ -27,8 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 from lightning.pytorch import LightningModule  # noqa: E402
+from torchmetrics.functional.classification import binary_auroc  # noqa: E402
 
 from anomalib_recsem import RecSem  # noqa: E402
+from anomalib_recsem.models.recsem.torch_model import top_k_mean_filtered  # noqa: E402
 from benchmarks import harness  # noqa: E402
 from benchmarks.curves import RECSEM_VARIANTS  # noqa: E402
 
@@ -37,6 +41,11 @@ COLUMNS = ("model", "seed", "step", "defect_type", "images", "image_AUROC", "pix
 #: Every n-th training image is scored too: if the defect-free training images score like the
 #: test ones, a model that confuses normal surface with defects is underfitted, not overfitted.
 TRAIN_STRIDE = 4
+#: Image scores from each map with RecSem's rule (mean of the 5 largest values of the mean-filtered
+#: map) at these filter sides; 1 and top 1 is Draem's own rule (the map's maximum).
+SCORE_WINDOWS = (1, 5, 11, 21, 31)
+WINDOW_COLUMNS = ("model", "seed", "step", "rule", "window", "top_k", "image_AUROC", "category", "image_size",
+                  "device", "finished_at")
 
 
 def load(model_name: str, checkpoint: Path, args: argparse.Namespace) -> LightningModule:
@@ -99,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     data = harness.EvaluationSet(args.root, args.category, args.image_size)
     train = harness.EvaluationSet(args.root, args.category, args.image_size, stride=TRAIN_STRIDE, split="train")
-    rows = []
+    rows, windows = [], []
     for checkpoint in sorted((args.output / "checkpoints").glob(f"{args.category}_*_seed*.ckpt")):
         model_name, seed = checkpoint.stem.removeprefix(f"{args.category}_").rsplit("_seed", 1)
         module = load(model_name, checkpoint, args)
@@ -109,12 +118,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_row = {"defect_type": "good (training images)", "images": len(train.images), "image_AUROC": math.nan,
                      "pixel_AUROC": math.nan, "mask_share": 0.0,
                      "median_score": float(harness.predictions(module, train.images)[0].median())}
+        fixed = {"category": args.category, "image_size": args.image_size, "device": harness.device_name("cpu"),
+                 "finished_at": harness.now()}
         for row in [train_row, *harness.evaluate_by_defect_type(data, score, anomaly_map)]:
-            rows.append({"model": model_name, "seed": int(seed), "step": step, **row, "category": args.category,
-                         "image_size": args.image_size, "device": harness.device_name("cpu"),
-                         "finished_at": harness.now()})
+            rows.append({"model": model_name, "seed": int(seed), "step": step, **row, **fixed})
+        maps = anomaly_map.unsqueeze(1)
+        for window, top_k in [(1, 1), *((window, 5) for window in SCORE_WINDOWS)]:
+            rule = "maximum" if top_k == 1 else "mean of top 5 after mean filter"
+            windows.append({"model": model_name, "seed": int(seed), "step": step, "rule": rule, "window": window,
+                            "top_k": top_k, "image_AUROC": float(binary_auroc(
+                                top_k_mean_filtered(maps, window, top_k), data.labels)), **fixed})
     csv_path = args.output / f"defect_types_{args.category}.csv"
     harness.write_rows(csv_path, rows, COLUMNS)
+    window_path = args.output / f"score_window_{args.category}.csv"
+    harness.write_rows(window_path, windows, WINDOW_COLUMNS)
     lines = [f"# Per defect type: `{csv_path.name}`", "", "Written by `benchmarks/defect_types.py` from the last "
              "checkpoint of each learning curve, on the whole test set.", "",
              "| model | seed | step | defect type | images | image AUROC | pixel AUROC | mask share | median score |",
@@ -122,6 +139,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines += [f"| {r['model']} | {r['seed']} | {r['step']} | {r['defect_type']} | {r['images']} | "
               f"{r['image_AUROC']:.3f} | {r['pixel_AUROC']:.3f} | {r['mask_share']:.3f} | {r['median_score']:.3f} |"
               for r in rows]
+    lines += ["", "## Image AUROC by scoring rule", "",
+              "The same anomaly maps scored with RecSem's rule at several mean-filter sides (`score_kernel_size`), "
+              f"and by their maximum (Draem's rule), in `{window_path.name}`. RecSem's default window is the "
+              "paper's 21 px at 256 px scaled with the image size (11 at 128 px); checkpoints trained before that "
+              "default carry 21.", "",
+              "| model | seed | step | " + " | ".join(["maximum", *(f"window {w}" for w in SCORE_WINDOWS)]) + " |",
+              "|---|---|---|" + "---|" * (len(SCORE_WINDOWS) + 1)]
+    for key in dict.fromkeys((r["model"], r["seed"], r["step"]) for r in windows):
+        mine = [r for r in windows if (r["model"], r["seed"], r["step"]) == key]
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(f"{r['image_AUROC']:.3f}" for r in mine) + " |")
     lines += ["", "What each model does with its hardest images: rows are the three defect-free images it scores "
               "highest, then the three defective images it scores lowest; columns are input, reconstruction, "
               "anomaly map (scaled to its own maximum) and ground-truth mask.", ""]
@@ -129,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = "DEFECT_TYPES.md" if args.category == "magnetic_tile" else f"DEFECT_TYPES_{args.category}.md"
     summary = args.output / name
     summary.write_text("\n".join(lines) + "\n")
-    print(f"{csv_path}\n{summary}")  # noqa: T201
+    print(f"{csv_path}\n{window_path}\n{summary}")  # noqa: T201
     return 0
 
 

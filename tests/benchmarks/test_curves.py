@@ -36,6 +36,12 @@ def test_smoke_curves_record_points_and_resume(tmp_path: Path) -> None:
     assert all(0.0 <= float(row["image_AUROC"]) <= 1.0 for row in by_type if not row["defect_type"].startswith("good"))
     assert all(int(row["step"]) == 4 and 0.0 <= float(row["median_score"]) <= 1.0 for row in by_type)
     assert (tmp_path / "hardest_dummy_draem_seed0.png").stat().st_size > 0
+    windows = harness.read_rows(tmp_path / "score_window_dummy.csv")
+    for model in ("recsem", "draem"):
+        mine = [row for row in windows if row["model"] == model]
+        assert [(int(row["window"]), int(row["top_k"])) for row in mine] == [
+            (1, 1), *((window, 5) for window in defect_types.SCORE_WINDOWS)]
+        assert all(0.0 <= float(row["image_AUROC"]) <= 1.0 for row in mine)
     # A finished run is not trained again.
     assert curves.main(["--smoke", "--output", str(tmp_path)]) == 0
     assert len(harness.read_rows(csv_path)) == len(rows)

@@ -110,7 +110,8 @@ class RecSem(SafeExportMixin, AnomalibModule):
         warmup_epochs: Epochs of linear warm-up from 0.1x before the cosine decay (20).
         max_epochs: Training epochs, forwarded to the Trainer (``anomalib benchmark`` sets
             none). ``None`` leaves it to the Trainer.
-        score_kernel_size: Mean filter size for the image score.
+        score_kernel_size: Mean filter size for the image score (odd). ``None`` gives the
+            paper's 21 at 256 px, scaled with the image size (11 at 128 px).
         score_top_k: Number of top filtered anomaly-map values averaged into the score.
         channels_last: Train the convolutional networks in channels-last memory format.
         compile: Train through ``torch.compile`` (exports stay eager).
@@ -145,7 +146,7 @@ class RecSem(SafeExportMixin, AnomalibModule):
         weight_decay: float = 1e-5,
         warmup_epochs: int = 20,
         max_epochs: int | None = None,
-        score_kernel_size: int = 21,
+        score_kernel_size: int | None = None,
         score_top_k: int = 5,
         channels_last: bool = False,
         compile: bool = False,  # noqa: A002  the name torch uses

@@ -7,6 +7,7 @@ discriminative network that compares the reconstruction with the input.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -24,6 +25,9 @@ from .components.memory import MultiScalePrototypeMemory
 #: U-Net five times, which is why image sides must be multiples of 32.
 BOTTLENECK_STRIDE = 16
 SIZE_MULTIPLE = 32
+#: The image score's mean filter in the authors' evaluation, at their image size.
+PAPER_SCORE_KERNEL_SIZE = 21
+PAPER_IMAGE_SIZE = 256
 #: The authors normalise images with ImageNet's statistics before the networks see them.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -81,6 +85,38 @@ def default_memory_scales(image_size: tuple[int, int]) -> tuple[int, int]:
     return (max(1, longest // 2), longest)
 
 
+def default_score_kernel_size(image_size: tuple[int, int]) -> int:
+    """The paper's 21 px mean filter at 256 px, scaled with the image size to the nearest odd side.
+
+    The filter then covers the same share of the image at every size. At 128 px the paper's
+    21 px would average a thin crack with six times its share of intact surface around it.
+
+    Args:
+        image_size: ``(height, width)``.
+
+    Returns:
+        int: An odd filter side, at least 1 (11 at 128 px, 5 at 64 px).
+    """
+    scaled = PAPER_SCORE_KERNEL_SIZE * max(image_size) / PAPER_IMAGE_SIZE
+    return max(1, 2 * math.floor((scaled - 1) / 2 + 0.5) + 1)
+
+
+def top_k_mean_filtered(anomaly_map: torch.Tensor, kernel_size: int, top_k: int) -> torch.Tensor:
+    """The mean of the ``top_k`` largest values of the mean-filtered map (zero padding counts).
+
+    Args:
+        anomaly_map: ``(B, 1, H, W)``.
+        kernel_size: Odd side of the mean filter.
+        top_k: Values averaged (at most ``H * W``).
+
+    Returns:
+        torch.Tensor: Scores, ``(B,)``.
+    """
+    smoothed = F.avg_pool2d(anomaly_map, kernel_size, stride=1, padding=kernel_size // 2, count_include_pad=True)
+    k = min(top_k, smoothed[0].numel())
+    return smoothed.flatten(1).topk(k, dim=1).values.mean(dim=1)
+
+
 class RecSemModel(nn.Module):
     """RecSem network: reconstruction through prototype memory, then discrimination.
 
@@ -110,7 +146,8 @@ class RecSemModel(nn.Module):
             paper's figure).
         detach_reconstruction: Stop the segmentation loss from training the reconstruction
             network.
-        score_kernel_size: Side of the mean filter applied to the anomaly map before scoring.
+        score_kernel_size: Side of the mean filter applied to the anomaly map before scoring
+            (odd). ``None`` gives the paper's 21 at 256 px, scaled with the image size.
         score_top_k: The image score is the mean of this many largest filtered values.
 
     Example:
@@ -133,11 +170,13 @@ class RecSemModel(nn.Module):
         normalize_query: bool = True,
         discriminator: str = "unet",
         detach_reconstruction: bool = False,
-        score_kernel_size: int = 21,
+        score_kernel_size: int | None = None,
         score_top_k: int = 5,
     ) -> None:
         super().__init__()
         self.image_size = check_image_size(image_size)
+        if score_kernel_size is None:
+            score_kernel_size = default_score_kernel_size(self.image_size)
         if score_kernel_size < 1 or score_kernel_size % 2 == 0:
             msg = f"score_kernel_size must be a positive odd integer, got {score_kernel_size}."
             raise ValueError(msg)
@@ -258,12 +297,4 @@ class RecSemModel(nn.Module):
         Returns:
             torch.Tensor: Scores, ``(B,)``.
         """
-        smoothed = F.avg_pool2d(
-            anomaly_map,
-            self.score_kernel_size,
-            stride=1,
-            padding=self.score_kernel_size // 2,
-            count_include_pad=True,
-        )
-        k = min(self.score_top_k, smoothed[0].numel())
-        return smoothed.flatten(1).topk(k, dim=1).values.mean(dim=1)
+        return top_k_mean_filtered(anomaly_map, self.score_kernel_size, self.score_top_k)

@@ -7,7 +7,12 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from anomalib.data import InferenceBatch
 
-from anomalib_recsem.models.recsem.torch_model import RecSemModel, RecSemOutput, default_memory_scales
+from anomalib_recsem.models.recsem.torch_model import (
+    RecSemModel,
+    RecSemOutput,
+    default_memory_scales,
+    default_score_kernel_size,
+)
 
 TINY = {"reconstruction_width": 4, "discriminator_width": 4, "num_prototypes": 4}
 
@@ -104,6 +109,15 @@ def test_image_score_is_top_k_mean_of_mean_filtered_map() -> None:
     expected = F.avg_pool2d(corner, 3, 1, 1, count_include_pad=True).flatten().topk(2).values.mean()
     assert model.image_score(corner).item() == pytest.approx(expected.item())
     assert model.image_score(corner).item() == pytest.approx(4 / 9)
+
+
+@pytest.mark.parametrize(("size", "kernel"), [((256, 256), 21), ((128, 128), 11), ((64, 64), 5),
+                                              ((32, 32), 3), ((128, 256), 21), ((512, 512), 43)])
+def test_default_score_window_covers_the_papers_share_of_the_image(size: tuple[int, int], kernel: int) -> None:
+    # 21 px at 256 px is 8.2 % of the side: 10.5 px at 128 (odd: 11), 5.25 at 64, 2.6 at 32, 42 at 512.
+    assert default_score_kernel_size(size) == kernel
+    assert RecSemModel(size, **TINY).score_kernel_size == kernel
+    assert RecSemModel(size, score_kernel_size=7, **TINY).score_kernel_size == 7
 
 
 def test_detach_reconstruction_stops_segmentation_gradient() -> None:
