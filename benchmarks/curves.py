@@ -158,7 +158,11 @@ def finished(csv_path: Path, model_name: str, seed: int, steps: int, max_seconds
 
 
 def plot(csv_path: Path, png: Path) -> None:
-    """Mean and range over seeds of each model's curves, against steps and against seconds."""
+    """Each seed's curve (thin) and the mean over seeds (thick), against steps and against seconds.
+
+    The mean is drawn only at the steps every seed of the model reached, so a seed that ran
+    longer, or stopped at its time budget between two points, does not make the mean jump.
+    """
     import matplotlib as mpl  # noqa: PLC0415
 
     mpl.use("Agg")
@@ -167,24 +171,27 @@ def plot(csv_path: Path, png: Path) -> None:
     rows = harness.read_rows(csv_path)
     metrics = ("image_AUROC", "pixel_AUPRO", "reconstruction_spread", "residual_pixel_AUROC")
     figure, axes = plt.subplots(2, len(metrics), figsize=(4.2 * len(metrics), 7), squeeze=False)
-    for model_name in sorted({row["model"] for row in rows}):
+    for colour, model_name in enumerate(sorted({row["model"] for row in rows})):
         mine = [row for row in rows if row["model"] == model_name]
-        steps = sorted({int(row["step"]) for row in mine})
+        runs = {seed: sorted((row for row in mine if row["seed"] == seed), key=lambda row: int(row["step"]))
+                for seed in sorted({row["seed"] for row in mine}, key=int)}
+        shared = sorted(set.intersection(*({int(row["step"]) for row in run} for run in runs.values())))
         for column, metric in enumerate(metrics):
             for line, x_name in enumerate(("step", "seconds")):
-                points = [[row for row in mine if int(row["step"]) == step] for step in steps]
-                x = [sum(float(r[x_name]) for r in group) / len(group) for group in points]
-                values = [[float(r[metric]) for r in group] for group in points]
-                mean = [sum(v) / len(v) for v in values]
                 axis = axes[line][column]
-                axis.plot(x, mean, label=f"{model_name} ({len({r['seed'] for r in mine})} seeds)")
-                axis.fill_between(x, [min(v) for v in values], [max(v) for v in values], alpha=0.2)
+                for run in runs.values():
+                    axis.plot([float(row[x_name]) for row in run], [float(row[metric]) for row in run],
+                              color=f"C{colour}", alpha=0.3, linewidth=0.8)
+                points = [[row for row in mine if int(row["step"]) == step] for step in shared]
+                axis.plot([sum(float(r[x_name]) for r in group) / len(group) for group in points],
+                          [sum(float(r[metric]) for r in group) / len(group) for group in points],
+                          color=f"C{colour}", linewidth=2, label=f"{model_name} (mean of {len(runs)} seeds)")
                 axis.set_xlabel("optimiser steps" if x_name == "step" else "training seconds")
                 axis.set_title(metric)
                 axis.grid(alpha=0.3)
     axes[0][0].legend()
     device = rows[0]["device"] if rows else ""
-    figure.suptitle(f"{csv_path.stem}: mean and min-max over seeds ({device})")
+    figure.suptitle(f"{csv_path.stem}: each seed (thin) and their mean where all reached (thick), {device}")
     figure.tight_layout()
     figure.savefig(png, dpi=90)
 
