@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 from lightning.pytorch import LightningModule  # noqa: E402
-from torchmetrics.functional.classification import binary_auroc  # noqa: E402
 
 from anomalib_recsem import RecSem  # noqa: E402
 from anomalib_recsem.models.recsem.torch_model import top_k_mean_filtered  # noqa: E402
@@ -126,8 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for window, top_k in [(1, 1), *((window, 5) for window in SCORE_WINDOWS)]:
             rule = "maximum" if top_k == 1 else "mean of top 5 after mean filter"
             windows.append({"model": model_name, "seed": int(seed), "step": step, "rule": rule, "window": window,
-                            "top_k": top_k, "image_AUROC": float(binary_auroc(
-                                top_k_mean_filtered(maps, window, top_k), data.labels)), **fixed})
+                            "top_k": top_k, "image_AUROC": harness.auroc(
+                                top_k_mean_filtered(maps, window, top_k), data.labels), **fixed})
     csv_path = args.output / f"defect_types_{args.category}.csv"
     harness.write_rows(csv_path, rows, COLUMNS)
     window_path = args.output / f"score_window_{args.category}.csv"

@@ -14,7 +14,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -186,28 +186,38 @@ def predict(module: LightningModule, images: torch.Tensor) -> tuple[Any, torch.T
 
 
 @torch.no_grad()
+def _predicted_batches(module: LightningModule, images: torch.Tensor,
+                       batch_size: int) -> Iterator[tuple[slice, Any, torch.Tensor]]:
+    """``(rows, prediction, reconstruction)`` per batch of ``images``, in eval mode on the module's device.
+
+    The module's mode is restored when the loop ends.
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        for start in range(0, len(images), batch_size):
+            rows = slice(start, start + batch_size)
+            yield rows, *predict(module, images[rows].to(module.device))
+    finally:
+        module.train(was_training)
+
+
+@torch.no_grad()
 def evaluate(module: LightningModule, data: EvaluationSet, batch_size: int = 32) -> dict[str, float]:
     """Image AUROC, pixel AUROC and AUPRO (FPR 0.3) and reconstruction health of ``module`` on ``data``.
 
     The networks run in eval mode on the module's device; the module's mode is restored.
     """
-    was_training = module.training
-    module.eval()
-    device = module.device
     scores, maps = [], []
     error, spread, residual = ReconstructionError(), ReconstructionSpread(), ResidualAUROC()
-    for start in range(0, len(data.images), batch_size):
-        images = data.images[start : start + batch_size].to(device)
-        labels = data.labels[start : start + batch_size]
-        masks = data.masks[start : start + batch_size]
-        output, reconstruction = predict(module, images)
+    for rows, output, reconstruction in _predicted_batches(module, data.images, batch_size):
+        images, labels, masks = data.images[rows], data.labels[rows], data.masks[rows]
         scores.append(output.pred_score.float().cpu())
         maps.append(output.anomaly_map.float().cpu().reshape(masks.shape))
         reconstruction = reconstruction.float().cpu()
-        error.update(images.cpu(), reconstruction, labels)
-        spread.update(images.cpu(), reconstruction)
-        residual.update(images.cpu(), reconstruction, masks)
-    module.train(was_training)
+        error.update(images, reconstruction, labels)
+        spread.update(images, reconstruction)
+        residual.update(images, reconstruction, masks)
     score, anomaly_map = torch.cat(scores), torch.cat(maps)
     aupro = AUPRO(fields=["anomaly_map", "gt_mask"], fpr_limit=0.3, strict=False)
     aupro.update(ImageBatch(image=data.images[:1].expand(len(score), -1, -1, -1), anomaly_map=anomaly_map,
@@ -222,22 +232,17 @@ def evaluate(module: LightningModule, data: EvaluationSet, batch_size: int = 32)
     }
 
 
-@torch.no_grad()
 def predictions(module: LightningModule, images: torch.Tensor,
                 batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode image scores ``(N,)`` and anomaly maps ``(N, H, W)`` of ``module`` for ``images`` ``(N, C, H, W)``."""
-    was_training = module.training
-    module.eval()
     scores, maps = [], []
-    for start in range(0, len(images), batch_size):
-        output, _ = predict(module, images[start : start + batch_size].to(module.device))
+    for _, output, _ in _predicted_batches(module, images, batch_size):
         scores.append(output.pred_score.float().cpu().flatten())
         maps.append(output.anomaly_map.float().cpu().reshape(-1, *images.shape[-2:]))
-    module.train(was_training)
     return torch.cat(scores), torch.cat(maps)
 
 
-def _auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
+def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """Binary AUROC, NaN when one class is missing (torchmetrics would return 0)."""
     if labels.min() == labels.max():
         return math.nan
@@ -267,8 +272,8 @@ def evaluate_by_defect_type(data: EvaluationSet, score: torch.Tensor,
         masks = data.masks[chosen]
         rows.append({
             "defect_type": name, "images": int(chosen.sum()),
-            "image_AUROC": _auroc(score[pair], chosen[pair]),
-            "pixel_AUROC": _auroc(anomaly_map[chosen].flatten(), masks.flatten()),
+            "image_AUROC": auroc(score[pair], chosen[pair]),
+            "pixel_AUROC": auroc(anomaly_map[chosen].flatten(), masks.flatten()),
             "mask_share": float(masks.float().mean()),
             "median_score": float(score[chosen].median()),
         })

@@ -277,7 +277,9 @@ def summarise(output: Path) -> Path:
     lines = ["# Speed", "", "Written by `benchmarks/speed.py --summarise-only` from the CSVs beside it; every row names",
              "its device. MFU = model FLOPs per step / seconds per step / the device's dense peak for the dtype",
              "(peaks: `PEAK_TFLOPS` and `CPU_FLOPS_PER_CYCLE` in `speed.py`).", ""]
-    train = [row for row in harness.read_rows(output / "train_step.csv") if row.get("precision")]
+    steps, synthesis = harness.read_rows(output / "train_step.csv"), harness.read_rows(output / "defects.csv")
+    inference_rows = harness.read_rows(output / "speed.csv")
+    train = [row for row in steps if row.get("precision")]
     latest: dict[tuple, dict[str, str]] = {}
     for row in train:
         latest[(row["device"], row["model"], row["precision"], row["channels_last"], row["batch_size"])] = row
@@ -293,17 +295,17 @@ def summarise(output: Path) -> Path:
             f"| {row['device']} | {row['model']} | {row['image_size']} | {row['batch_size']} | {row['precision']} | "
             f"{row['channels_last']} | {float(row['seconds_per_step']):.3f} | {float(row['samples_per_second']):.1f} | "
             f"{float(row['mfu']):.3f} | {100 * float(row['outside_share']):.1f} % |")
-    defects = [row for row in harness.read_rows(output / "defects.csv") if row.get("device")]
+    defects = [row for row in synthesis if row.get("device")]
     if defects:
         lines += ["", "## Defect synthesis (batch of 8)", "", "| device | source | px | ms per batch |", "|---|---|---|---|"]
         lines += [f"| {r['device']} | {r['source']} | {r['image_size']} | {float(r['ms_per_batch']):.1f} |" for r in defects]
     # Rows without a device column come from the first version of this benchmark, on the same
     # 2-core machine: the baselines the speed goals were set against.
-    earlier_steps = [row for row in harness.read_rows(output / "train_step.csv") if not row.get("device")
+    earlier_steps = [row for row in steps if not row.get("device")
                      and row["model"] == "recsem_cpu" and row["image_size"] == "128" and row["batch_size"] == "8"]
-    earlier_defects = [row for row in harness.read_rows(output / "defects.csv") if not row.get("device")
+    earlier_defects = [row for row in synthesis if not row.get("device")
                        and row["generator"] == "SyntheticDefect" and row.get("cache") != "cold"]
-    earlier_inference = [row for row in harness.read_rows(output / "speed.csv") if not row.get("device")
+    earlier_inference = [row for row in inference_rows if not row.get("device")
                          and row.get("status") == "ok"]
     if earlier_steps or earlier_defects or earlier_inference:
         lines += ["", "## Earlier measurements (first version of this benchmark, same machine, 2 threads)", ""]
@@ -315,7 +317,7 @@ def summarise(output: Path) -> Path:
             lines += ["", "| model | runtime | px | batch | images/s |", "|---|---|---|---|---|"]
             lines += [f"| {r['model']} | {r['runtime']} | {r['image_size']} | {r['batch_size']} | "
                       f"{float(r['images_per_second']):.2f} |" for r in earlier_inference]
-    inference = [row for row in harness.read_rows(output / "speed.csv") if row.get("device")]
+    inference = [row for row in inference_rows if row.get("device")]
     if inference:
         lines += ["", "## Inference, 256 px, batch 1", "", "| device | model | runtime | images/s |", "|---|---|---|---|"]
         lines += [f"| {r['device']} | {r['model']} | {r['runtime']} | {float(r['images_per_second']):.2f} |"

@@ -89,7 +89,8 @@ def default_score_kernel_size(image_size: tuple[int, int]) -> int:
     """The paper's 21 px mean filter at 256 px, scaled with the image size to the nearest odd side.
 
     The filter then covers the same share of the image at every size. At 128 px the paper's
-    21 px would average a thin crack with six times its share of intact surface around it.
+    21 px would cover 3.6 times that share, averaging a small defect with that much more
+    intact surface.
 
     Args:
         image_size: ``(height, width)``.
