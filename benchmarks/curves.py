@@ -135,7 +135,7 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> None:
         module = harness.draem(args.image_size, width=width if width > 0 else None, dtd=args.textures)
     clock = harness.StepClock()
     fixed = {"model": model_name, "seed": seed, "category": args.category, "image_size": args.image_size,
-             "batch_size": args.batch_size, "width": width, "textures": args.textures.name, "preset": args.preset,
+             "batch_size": args.batch_size, "width": width, "textures": texture_label(args.textures), "preset": args.preset,
              "threads": args.threads, "precision": args.precision, "device": harness.device_name(args.accelerator)}
     data = harness.EvaluationSet(args.root, args.category, args.image_size, stride=args.eval_stride)
     recorder = CurveRecorder(data, args.every, csv_path, checkpoint, clock, fixed, args.max_seconds)
@@ -147,6 +147,16 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> None:
                         accelerator=args.accelerator, devices=1, default_root_dir=folder,
                         precision=args.precision, enable_progress_bar=False)
         engine.fit(module, datamodule=datamodule, ckpt_path=resume)
+
+
+def texture_source(value: str) -> str | Path | None:
+    """``--textures``: a folder of images, ``self`` (each image itself) or ``procedural`` (RecSem's built-in bank)."""
+    return {"self": "self", "procedural": None}.get(value, Path(value))
+
+
+def texture_label(source: str | Path | None) -> str:
+    """The ``textures`` column: the folder's name, ``self`` or ``procedural``."""
+    return "procedural" if source is None else Path(source).name
 
 
 def finished(csv_path: Path, model_name: str, seed: int, steps: int, max_seconds: float | None) -> bool:
@@ -306,7 +316,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--root", type=Path, default=harness.SHARED_DATASETS, help="MVTec AD-layout root")
     parser.add_argument("--category", default="magnetic_tile")
-    parser.add_argument("--textures", type=Path, default=harness.DTD_IMAGES)
+    parser.add_argument("--textures", type=texture_source, default=harness.DTD_IMAGES,
+                        help="RecSem's defect source: a folder of images (DTD), 'self' or 'procedural'")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed")
     parser.add_argument("--max-seconds", type=float, default=None, help="training seconds per run at most")
@@ -318,8 +329,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=harness.RESULTS)
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="generated data, tiny preset, a few steps")
-    return harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny", image_size=64, batch_size=4,
+    args = harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny", image_size=64, batch_size=4,
                                     steps=4, every=2, seeds=[0], jobs=1)
+    if "draem" in args.models and not isinstance(args.textures, Path):
+        parser.error(f"--textures {texture_label(args.textures)}: draem needs a folder of images (drop it from --models)")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

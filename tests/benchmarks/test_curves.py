@@ -94,3 +94,14 @@ def test_within_budget_reports_the_last_point_in_time_and_the_best_before_it() -
     assert curves.within_budget(rows, "recsem") == [{
         "seed": "0", "last_step": 1000, "last_seconds": 7000.0, "image_AUROC": 0.70, "pixel_AUPRO": 0.60,
         "best_image_AUROC": 0.80, "best_pixel_AUPRO": 0.60}]
+
+
+def test_textures_name_a_folder_the_image_itself_or_the_procedural_bank(tmp_path: Path) -> None:
+    assert curves.texture_source("self") == "self"
+    assert curves.texture_source("procedural") is None
+    assert curves.texture_source(str(tmp_path / "dtd")) == tmp_path / "dtd"
+    assert [curves.texture_label(source) for source in ("self", None, tmp_path / "dtd")] == ["self", "procedural", "dtd"]
+    args = curves.parse_arguments(["--models", "recsem", "--textures", "self"])
+    assert args.textures == "self"
+    with pytest.raises(SystemExit):  # Draem has no built-in or self source
+        curves.parse_arguments(["--textures", "procedural"])

@@ -6,10 +6,12 @@ small generated MVTec AD-layout dataset, with tiny widths so it runs on a CPU.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from anomalib.data import MVTecAD
@@ -19,6 +21,7 @@ from anomalib.metrics import AUPRO
 from PIL import Image
 
 from anomalib_recsem import RecSem
+from anomalib_recsem.models.recsem.components.export import ONNX_OPSET
 from tests.conftest import TINY_RECSEM
 
 pytestmark = pytest.mark.slow
@@ -112,6 +115,16 @@ def test_training_and_prediction_resize_with_antialiasing(trained: dict, large_i
     assert model.pre_processor.transform.antialias is True
     assert torch.allclose(model.pre_processor.transform(pixels), antialiased, atol=1e-5)
     assert torch.allclose(model.pre_processor(pixels), antialiased, atol=1e-5)  # what gets exported
+
+
+def test_onnx_export_writes_its_opset_without_a_conversion_traceback(
+    trained: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        exported = trained["model"].to_onnx(tmp_path)
+    opsets = {entry.domain: entry.version for entry in onnx.load(exported, load_external_data=False).opset_import}
+    assert opsets[""] == ONNX_OPSET
+    assert not [record for record in caplog.records if record.exc_info or "convert" in record.getMessage()]
 
 
 @pytest.mark.parametrize("export_type", [ExportType.TORCH, ExportType.ONNX, ExportType.OPENVINO])

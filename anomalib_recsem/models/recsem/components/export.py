@@ -29,6 +29,9 @@ from anomalib.post_processing import PostProcessor
 
 logger = logging.getLogger(__name__)
 
+#: ONNX opset of exported models: the one torch's exporter builds.
+ONNX_OPSET = 18
+
 
 def _fsync(path: Path) -> None:
     """Flush a file, or a folder's entries, to disk (best effort where the OS refuses)."""
@@ -137,8 +140,11 @@ class SafeExportMixin:
 
     def to_onnx(self, export_root: Path | str, model_file_name: str = "model",
                 input_size: tuple[int, int] | None = None, **kwargs: Any) -> Path:  # noqa: ANN401
-        """anomalib's ``to_onnx``, checked and written atomically."""
+        """anomalib's ``to_onnx``, checked and written atomically; opset :data:`ONNX_OPSET` unless given."""
         require_trained(self, "onnx")
+        # anomalib asks for opset 14, but torch's exporter builds 18 and cannot convert this
+        # graph down: it keeps 18 and logs a traceback that reads like a failed export.
+        kwargs.setdefault("opset_version", ONNX_OPSET)
         export = super().to_onnx  # type: ignore[misc]
         return atomic_export(export_root, ExportType.ONNX,
                              lambda root: export(root, model_file_name, input_size, **kwargs))
