@@ -45,8 +45,13 @@ COLUMNS = (
     "load_average",
     "finished_at",
 )
-#: Models a curve can follow: RecSem variants (constructor overrides on the preset) and Draem.
-RECSEM_VARIANTS: dict[str, dict[str, Any]] = {"recsem": {}, "recsem_authors_memory": {"normalize_query": False}}
+#: Models a curve can follow: RecSem variants (constructor overrides on the preset and ``--textures``) and Draem.
+RECSEM_VARIANTS: dict[str, dict[str, Any]] = {
+    "recsem": {},
+    "recsem_authors_memory": {"normalize_query": False},
+    "recsem_procedural_source": {"anomaly_source": None},  # the built-in texture bank, RecSem's default
+    "recsem_self_source": {"anomaly_source": "self"},
+}
 MODELS = (*RECSEM_VARIANTS, "draem")
 
 
@@ -127,15 +132,16 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> None:
 
     seed_everything(seed, workers=True)
     if model_name in RECSEM_VARIANTS:
-        module = harness.recsem(args.preset, anomaly_source=args.textures, image_size=args.image_size,
-                                visualizer=False, **RECSEM_VARIANTS[model_name])
-        width = module.hparams["reconstruction_width"]
+        settings = {"anomaly_source": args.textures, **RECSEM_VARIANTS[model_name]}
+        module = harness.recsem(args.preset, image_size=args.image_size, visualizer=False, **settings)
+        width, textures = module.hparams["reconstruction_width"], texture_label(settings["anomaly_source"])
     else:
         width = harness.draem_width(args.width, args.preset)
         module = harness.draem(args.image_size, width=width if width > 0 else None, dtd=args.textures)
+        textures = texture_label(args.textures)
     clock = harness.StepClock()
     fixed = {"model": model_name, "seed": seed, "category": args.category, "image_size": args.image_size,
-             "batch_size": args.batch_size, "width": width, "textures": texture_label(args.textures), "preset": args.preset,
+             "batch_size": args.batch_size, "width": width, "textures": textures, "preset": args.preset,
              "threads": args.threads, "precision": args.precision, "device": harness.device_name(args.accelerator)}
     data = harness.EvaluationSet(args.root, args.category, args.image_size, stride=args.eval_stride)
     recorder = CurveRecorder(data, args.every, csv_path, checkpoint, clock, fixed, args.max_seconds)
@@ -147,11 +153,6 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> None:
                         accelerator=args.accelerator, devices=1, default_root_dir=folder,
                         precision=args.precision, enable_progress_bar=False)
         engine.fit(module, datamodule=datamodule, ckpt_path=resume)
-
-
-def texture_source(value: str) -> str | Path | None:
-    """``--textures``: a folder of images, ``self`` (each image itself) or ``procedural`` (RecSem's built-in bank)."""
-    return {"self": "self", "procedural": None}.get(value, Path(value))
 
 
 def texture_label(source: str | Path | None) -> str:
@@ -316,8 +317,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--root", type=Path, default=harness.SHARED_DATASETS, help="MVTec AD-layout root")
     parser.add_argument("--category", default="magnetic_tile")
-    parser.add_argument("--textures", type=texture_source, default=harness.DTD_IMAGES,
-                        help="RecSem's defect source: a folder of images (DTD), 'self' or 'procedural'")
+    parser.add_argument("--textures", type=Path, default=harness.DTD_IMAGES, help="folder of defect textures (DTD)")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed")
     parser.add_argument("--max-seconds", type=float, default=None, help="training seconds per run at most")
@@ -329,11 +329,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=harness.RESULTS)
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="generated data, tiny preset, a few steps")
-    args = harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny", image_size=64, batch_size=4,
+    return harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny", image_size=64, batch_size=4,
                                     steps=4, every=2, seeds=[0], jobs=1)
-    if "draem" in args.models and not isinstance(args.textures, Path):
-        parser.error(f"--textures {texture_label(args.textures)}: draem needs a folder of images (drop it from --models)")
-    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -341,6 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)
     csv_path = args.output / f"curve_{args.category}.csv"
     failed: list[tuple[str, int]] = []
+    if args.plot_only and not csv_path.is_file():
+        print(f"--plot-only: no learning curves to draw, {csv_path} does not exist", file=sys.stderr)  # noqa: T201
+        return 2
     if not args.plot_only:
         todo = [(model, seed) for seed in args.seeds for model in args.models
                 if not finished(csv_path, model, seed, args.steps, args.max_seconds)]

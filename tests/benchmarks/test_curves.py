@@ -96,12 +96,12 @@ def test_within_budget_reports_the_last_point_in_time_and_the_best_before_it() -
         "best_image_AUROC": 0.80, "best_pixel_AUPRO": 0.60}]
 
 
-def test_textures_name_a_folder_the_image_itself_or_the_procedural_bank(tmp_path: Path) -> None:
-    assert curves.texture_source("self") == "self"
-    assert curves.texture_source("procedural") is None
-    assert curves.texture_source(str(tmp_path / "dtd")) == tmp_path / "dtd"
+
+def test_texture_column_names_the_folder_the_image_itself_or_the_procedural_bank(tmp_path: Path) -> None:
     assert [curves.texture_label(source) for source in ("self", None, tmp_path / "dtd")] == ["self", "procedural", "dtd"]
-    args = curves.parse_arguments(["--models", "recsem", "--textures", "self"])
-    assert args.textures == "self"
-    with pytest.raises(SystemExit):  # Draem has no built-in or self source
-        curves.parse_arguments(["--textures", "procedural"])
+
+
+def test_plot_only_without_curves_names_the_missing_csv(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert curves.main(["--plot-only", "--output", str(tmp_path)]) == 2
+    assert str(tmp_path / "curve_magnetic_tile.csv") in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written
