@@ -199,7 +199,7 @@ def plot(csv_path: Path, png: Path) -> None:
                 axis.set_xlabel("optimiser steps" if x_name == "step" else "training seconds")
                 axis.set_title(metric)
                 axis.grid(alpha=0.3)
-    axes[0][0].legend()
+    axes[0][0].legend(loc="lower right", fontsize="small")
     device = rows[0]["device"] if rows else ""
     figure.suptitle(f"{csv_path.stem}: each seed (thin) and their mean where all reached (thick), {device}")
     figure.tight_layout()
