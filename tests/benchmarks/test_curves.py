@@ -96,7 +96,6 @@ def test_within_budget_reports_the_last_point_in_time_and_the_best_before_it() -
         "best_image_AUROC": 0.80, "best_pixel_AUPRO": 0.60}]
 
 
-
 def test_texture_column_names_the_folder_the_image_itself_or_the_procedural_bank(tmp_path: Path) -> None:
     assert [curves.texture_label(source) for source in ("self", None, tmp_path / "dtd")] == ["self", "procedural", "dtd"]
 
