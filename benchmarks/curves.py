@@ -186,13 +186,13 @@ def plot(csv_path: Path, png: Path) -> None:
         runs = {seed: sorted((row for row in mine if row["seed"] == seed), key=lambda row: int(row["step"]))
                 for seed in sorted({row["seed"] for row in mine}, key=int)}
         shared = sorted(set.intersection(*({int(row["step"]) for row in run} for run in runs.values())))
+        points = [[row for row in mine if int(row["step"]) == step] for step in shared]
         for column, metric in enumerate(metrics):
             for line, x_name in enumerate(("step", "seconds")):
                 axis = axes[line][column]
                 for run in runs.values():
                     axis.plot([float(row[x_name]) for row in run], [float(row[metric]) for row in run],
                               color=f"C{colour}", alpha=0.3, linewidth=0.8)
-                points = [[row for row in mine if int(row["step"]) == step] for step in shared]
                 axis.plot([sum(float(r[x_name]) for r in group) / len(group) for group in points],
                           [sum(float(r[metric]) for r in group) / len(group) for group in points],
                           color=f"C{colour}", linewidth=2, label=f"{model_name} (mean of {len(runs)} seeds)")
