@@ -18,11 +18,13 @@ RecSem's reconstruction and recognition networks, as the authors' code does:
 4. *Blend*: ``defective = clean * (1 - m) + beta * clean * m + (1 - beta) * texture * m``
    with ``beta ~ U(0, 0.8)``.
 
-The colour operations and the warps' matrices are kornia's, batched with per-image
-parameters. Three operations are computed directly, because kornia's versions cost most of
-the synthesis time on a CPU: the warps sample a separable grid, sharpness uses a box
-filter for PIL's smoothing kernel, and autocontrast reads PIL's 256-level histogram; the
-unit tests hold them against kornia and PIL.
+The colour operations are kornia's, batched with per-image parameters, except where
+kornia's version cost most of the synthesis time on a CPU and a short closed form gives the
+same result: the warps (a separable sampling grid and a directly built matrix), sharpness
+(a box sum for PIL's smoothing kernel), autocontrast (PIL's 256-level histogram),
+posterize (on the 8-bit levels), the HSV round trip of the hue shift, and the
+brightness change in YCbCr, YUV, HSV and HLS (each a one-line change of R, G and B). The
+unit tests hold every one of them against kornia or PIL.
 Deliberate differences from the authors' imgaug/OpenCV code: the blend stays in float (not
 rounded to ``uint8``); the chosen light-augmentation ops are composed in a fixed order
 (rotation and scale about the centre, then translation: for these small ranges the
@@ -42,7 +44,6 @@ from typing import Any, NamedTuple
 import torch
 from kornia import color, enhance
 from kornia.contrib import connected_components
-from kornia.geometry.transform import get_affine_matrix2d
 from torch import Tensor
 from torch.nn import functional as F  # noqa: N812
 from torchvision import tv_tensors
@@ -108,11 +109,29 @@ def _warp(images: Tensor, matrix: Tensor, padding_mode: str) -> Tensor:
                          align_corners=True)
 
 
+def _affine_matrix(shift: Tensor, centre: Tensor, scale: Tensor, degrees: Tensor) -> Tensor:
+    """Forward pixel maps ``(N, 3, 3)``, equal to ``kornia.geometry.transform.get_affine_matrix2d``.
+
+    Scale ``(N, 2)`` and rotate by ``degrees`` ``(N,)`` about ``centre`` ``(N, 2)``, then shift
+    by ``shift`` ``(N, 2)`` pixels. Built directly because kornia assembles it from four 3 x 3
+    matrix products, which cost more than the warp itself for the small batches here.
+    """
+    radians = torch.deg2rad(degrees.float())
+    cos, sin = torch.cos(radians), torch.sin(radians)
+    linear = torch.stack([cos * scale[:, 0], -sin * scale[:, 1], sin * scale[:, 0], cos * scale[:, 1]], 1).view(-1, 2, 2)
+    offset = centre - (linear @ centre.unsqueeze(-1)).squeeze(-1) + shift
+    matrix = torch.zeros(degrees.shape[0], 3, 3)
+    matrix[:, :2, :2] = linear
+    matrix[:, :2, 2] = offset
+    matrix[:, 2, 2] = 1
+    return matrix
+
+
 def _rotate_about_centre(images: Tensor, degrees: Tensor, padding_mode: str) -> Tensor:
     """``kornia.geometry.transform.rotate`` (anticlockwise ``degrees`` ``(N,)`` about the centre) via :func:`_warp`."""
     count, _, height, width = images.shape
     centre = torch.tensor([(width - 1) / 2, (height - 1) / 2]).expand(count, 2)
-    matrix = get_affine_matrix2d(torch.zeros(count, 2), centre, torch.ones(count, 2), -degrees.float().cpu())
+    matrix = _affine_matrix(torch.zeros(count, 2), centre, torch.ones(count, 2), -degrees.float().cpu())
     return _warp(images, matrix.to(images.device), padding_mode)
 
 
@@ -129,15 +148,58 @@ def _gamma(x: Tensor, generator: torch.Generator | None) -> Tensor:
     return enhance.adjust_gamma(x, gamma)
 
 
-# imgaug's MultiplyAndAddToBrightness picks one of these colour spaces per image and scales
-# and shifts its brightness channel (index, range of that channel in kornia's convention).
-_BRIGHTNESS_SPACES: tuple[tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor], int, float], ...] = (
-    (color.rgb_to_ycbcr, color.ycbcr_to_rgb, 0, 1.0),
-    (color.rgb_to_hsv, color.hsv_to_rgb, 2, 1.0),
-    (color.rgb_to_hls, color.hls_to_rgb, 1, 1.0),
-    (color.rgb_to_lab, color.lab_to_rgb, 0, 100.0),
-    (color.rgb_to_luv, color.luv_to_rgb, 0, 100.0),
-    (color.rgb_to_yuv, color.yuv_to_rgb, 0, 1.0),
+# Luma weights of kornia's YCbCr and YUV (BT.601). Both inverses are linear with a luma
+# coefficient of 1 in every channel, so a luma change adds the same amount to R, G and B.
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _shift_luma(x: Tensor, change: Callable[[Tensor], Tensor]) -> Tensor:
+    """The YCbCr or YUV round trip of ``kornia.color`` with only the luma (``[0, 1]``) changed."""
+    luma = (x * x.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    return x + (change(luma) - luma)
+
+
+def _scale_value(x: Tensor, change: Callable[[Tensor], Tensor]) -> Tensor:
+    """The HSV round trip with only V (the largest channel) changed: hue and saturation fix the ratios R:G:B."""
+    value = x.amax(1, keepdim=True)
+    new = change(value)
+    return torch.where(value > 0, x * (new / value.clamp(min=1e-12)), new)
+
+
+def _shift_lightness(x: Tensor, change: Callable[[Tensor], Tensor]) -> Tensor:
+    """The HLS round trip with only L changed.
+
+    Each channel is ``L - a * g(hue)`` with ``a = S * min(L, 1 - L)``, so at fixed hue and
+    saturation the offsets from L scale with ``min(L, 1 - L)``.
+    """
+    lightness = (x.amax(1, keepdim=True) + x.amin(1, keepdim=True)) / 2
+    new = change(lightness)
+    room, new_room = torch.minimum(lightness, 1 - lightness), torch.minimum(new, 1 - new)
+    return torch.where(room > 0, new + (x - lightness) * (new_room / room.clamp(min=1e-12)), new)
+
+
+def _through(forward: Callable[[Tensor], Tensor], backward: Callable[[Tensor], Tensor], top: float) -> Callable[..., Tensor]:
+    """A kornia colour-space round trip that changes only channel 0, whose range is ``[0, top]``."""
+
+    def shift(x: Tensor, change: Callable[[Tensor], Tensor]) -> Tensor:
+        converted = forward(x)
+        converted[:, 0] = change(converted[:, :1] / top).squeeze(1) * top
+        return backward(converted)
+
+    return shift
+
+
+# imgaug's MultiplyAndAddToBrightness picks one of these colour spaces per image and changes
+# its brightness channel: YCbCr, HSV, HLS, Lab, Luv, YUV. The first three and YUV are exact
+# shortcuts of kornia's round trips (held against them in the unit tests) at a fraction of
+# their cost; Lab and Luv are nonlinear and go through kornia.
+_BRIGHTNESS_SPACES: tuple[Callable[[Tensor, Callable[[Tensor], Tensor]], Tensor], ...] = (
+    _shift_luma,
+    _scale_value,
+    _shift_lightness,
+    _through(color.rgb_to_lab, color.lab_to_rgb, 100.0),
+    _through(color.rgb_to_luv, color.luv_to_rgb, 100.0),
+    _shift_luma,
 )
 
 
@@ -146,32 +208,35 @@ def _brightness(x: Tensor, generator: torch.Generator | None) -> Tensor:
     # multiply and add in random order.
     count = x.shape[0]
     space = torch.randint(0, len(_BRIGHTNESS_SPACES), (count,), generator=generator)
-    multiply = _uniform(count, 0.8, 1.2, generator).to(x).view(-1, 1, 1)
-    add = _uniform(count, -30 / 255, 30 / 255, generator).to(x).view(-1, 1, 1)
-    add_first = (torch.rand(count, generator=generator) < 0.5).to(x.device).view(-1, 1, 1)
+    multiply = _uniform(count, 0.8, 1.2, generator).to(x).view(-1, 1, 1, 1)
+    add = _uniform(count, -30 / 255, 30 / 255, generator).to(x).view(-1, 1, 1, 1)
+    add_first = (torch.rand(count, generator=generator) < 0.5).to(x.device).view(-1, 1, 1, 1)
     out = x.clone()
-    for index, (forward, backward, channel, top) in enumerate(_BRIGHTNESS_SPACES):
+    for index, shift in enumerate(_BRIGHTNESS_SPACES):
         rows = (space == index).nonzero().squeeze(1).to(x.device)
         if rows.numel() == 0:
             continue
-        converted = forward(x[rows])
-        value, shift = converted[:, channel], add[rows] * top
-        value = torch.where(add_first[rows], (value + shift) * multiply[rows], value * multiply[rows] + shift)
-        converted[:, channel] = value.clamp(0, top)
-        out[rows] = backward(converted).clamp(0, 1)
+        factor, offset, first = multiply[rows], add[rows], add_first[rows]
+
+        def change(value: Tensor, factor: Tensor = factor, offset: Tensor = offset, first: Tensor = first) -> Tensor:
+            return torch.where(first, (value + offset) * factor, value * factor + offset).clamp(0, 1)
+
+        out[rows] = shift(x[rows], change).clamp(0, 1)
     return out
 
 
 def _sharpness(x: Tensor, generator: torch.Generator | None) -> Tensor:
     # pillike.EnhanceSharpness((0.0, 2.0)): blend with PIL's SMOOTH filter (3 x 3, centre 5,
     # the rest 1, over 13; border pixels kept), 0 smooths, 1 keeps, 2 sharpens. The
-    # kernel is 9/13 of a box filter plus 4/13 of the pixel, so a box average computes it:
-    # on a CPU, kornia's depthwise convolution took most of the synthesis time.
+    # kernel is a 3 x 3 box sum plus 4 times the pixel, and the box sum is summed from shifted
+    # slices: on a CPU, kornia's depthwise convolution took most of the synthesis time, and
+    # avg_pool2d twice as long as the slices at 256 px.
     if min(x.shape[-2:]) < 3:  # noqa: PLR2004  PIL's kernel needs 3 x 3
         return x
     factor = _uniform(x.shape[0], 0.0, 2.0, generator).to(x).view(-1, 1, 1, 1)
+    rows = x[..., :, :-2] + x[..., :, 1:-1] + x[..., :, 2:]
     smooth = x.clone()
-    smooth[..., 1:-1, 1:-1] = (F.avg_pool2d(x, 3, stride=1) * 9 + x[..., 1:-1, 1:-1] * 4) / 13
+    smooth[..., 1:-1, 1:-1] = (rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :] + 4 * x[..., 1:-1, 1:-1]) / 13
     return torch.lerp(smooth, x, factor).clamp(0, 1)
 
 
@@ -179,12 +244,40 @@ def _hue_saturation(x: Tensor, generator: torch.Generator | None) -> Tensor:
     # AddToHueAndSaturation((-50, 50), per_channel=True): independent offsets added to hue
     # (255 = a full turn) and to saturation (255 = full scale) in HSV.
     count = x.shape[0]
-    hue = _uniform(count, -50 / 255, 50 / 255, generator).to(x).view(-1, 1, 1) * (2 * math.pi)
-    saturation = _uniform(count, -50 / 255, 50 / 255, generator).to(x).view(-1, 1, 1)
-    hsv = color.rgb_to_hsv(x)
-    hsv[:, 0] = torch.remainder(hsv[:, 0] + hue, 2 * math.pi)
-    hsv[:, 1] = (hsv[:, 1] + saturation).clamp(0, 1)
-    return color.hsv_to_rgb(hsv).clamp(0, 1)
+    hue = _uniform(count, -50 / 255, 50 / 255, generator).to(x).view(-1, 1, 1, 1) * 6  # hue in sixths of a turn
+    saturation = _uniform(count, -50 / 255, 50 / 255, generator).to(x).view(-1, 1, 1, 1)
+    value, sixths, chroma = _hsv_parts(x)
+    new_saturation = (chroma / torch.where(value > 0, value, 1) + saturation).clamp(0, 1)
+    return _hsv_to_rgb(torch.remainder(sixths + hue, 6), new_saturation, value).clamp(0, 1)
+
+
+def _hsv_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Value, hue in sixths of a turn ``[0, 6)`` and chroma (``max - min``), each ``(N, 1, H, W)``.
+
+    ``kornia.color.rgb_to_hsv`` with hue rescaled from radians; computed on single planes,
+    where kornia's version (three stacked planes, then a stack) cost most of the hue shift.
+    """
+    red, green, blue = x[:, :1], x[:, 1:2], x[:, 2:]
+    value, minimum = x.amax(1, keepdim=True), x.amin(1, keepdim=True)
+    chroma = value - minimum
+    divisor = torch.where(chroma > 0, chroma, 1)
+    sixths = torch.where(
+        (red >= green) & (red >= blue),
+        (green - blue) / divisor,
+        torch.where(green >= blue, (blue - red) / divisor + 2, (red - green) / divisor + 4),
+    )
+    return value, torch.remainder(sixths, 6), chroma
+
+
+def _hsv_to_rgb(sixths: Tensor, saturation: Tensor, value: Tensor) -> Tensor:
+    """``kornia.color.hsv_to_rgb`` by the closed form of the hue hexagon; inputs ``(N, 1, H, W)``, output ``(N, 3, H, W)``.
+
+    Hue is in sixths of a turn. Channel ``n`` (R, G, B: 5, 3, 1) is
+    ``V - V * S * clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + hue) mod 6``; kornia selects
+    among six cases with nested ``where``s, several times slower.
+    """
+    k = torch.remainder(sixths.new_tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1) + sixths, 6)
+    return value - value * saturation * torch.minimum(k, 4 - k).clamp(0, 1)
 
 
 def _solarize(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -197,8 +290,11 @@ def _solarize(x: Tensor, generator: torch.Generator | None) -> Tensor:
 
 def _posterize(x: Tensor, generator: torch.Generator | None) -> Tensor:
     # Posterize: keep 1..8 most significant bits.
+    # Computed on the 8-bit levels directly: kornia's version costs several times more.
     bits = torch.randint(1, 9, (x.shape[0],), generator=generator).to(x.device)
-    return enhance.posterize(x, bits)
+    step = torch.pow(2.0, 8 - bits).to(x).view(-1, 1, 1, 1)
+    # All 8 bits kept leaves the image as it is, as in kornia (no rounding to 8-bit levels).
+    return torch.where(step > 1, torch.floor(torch.floor(x * 255) / step) * step / 255, x)
 
 
 def _invert(x: Tensor, generator: torch.Generator | None) -> Tensor:  # noqa: ARG001
@@ -270,12 +366,14 @@ def augment_sources(sources: Tensor, num_augmentations: int, generator: torch.Ge
     # 1 + 2**-23: inverted, then raised to a fractional gamma, that is NaN. So the range is
     # enforced before and after each op.
     out = sources.clamp(0, 1)
-    for position in range(num_augmentations):
-        for index, op in enumerate(_SOURCE_OPS.values()):
-            rows = (order[:, position] == index).nonzero().squeeze(1)
-            if rows.numel() > 0:
-                rows = rows.to(sources.device)
-                out[rows] = op(out[rows], generator).clamp_(0, 1)
+    ops = list(_SOURCE_OPS.values())
+    # Grouped once in Python: a nonzero() per (position, op) cost more than the small ops.
+    for drawn in order.t().tolist():
+        for index in sorted(set(drawn)):
+            rows = [row for row, op in enumerate(drawn) if op == index]
+            # Consecutive rows are a view: no gather, and one copy back.
+            where = slice(rows[0], rows[-1] + 1) if rows[-1] - rows[0] + 1 == len(rows) else torch.tensor(rows, device=sources.device)
+            out[where] = ops[index](out[where], generator).clamp_(0, 1)
     return out
 
 
@@ -485,7 +583,7 @@ class SyntheticDefect(v2.Transform):
         if not self.light_augmentation or moving.numel() == 0:
             return images.clone()
         centre = torch.tensor([(width - 1) / 2, (height - 1) / 2]).expand(moving.numel(), 2)
-        matrix = get_affine_matrix2d(shift[moving], centre, scale[moving].unsqueeze(1).expand(-1, 2), angle[moving])
+        matrix = _affine_matrix(shift[moving], centre, scale[moving].unsqueeze(1).expand(-1, 2), angle[moving])
         if moving.numel() == count:
             return _warp(images, matrix.to(images), padding_mode="border")
         # Only the images that drew an op are resampled; the others pass through untouched.

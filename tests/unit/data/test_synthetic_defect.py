@@ -15,12 +15,16 @@ from torchvision.transforms import v2
 
 from anomalib_recsem.data.perlin import perlin_noise_2d
 from anomalib_recsem.data.synthetic_defect import (
+    _BRIGHTNESS_SPACES,
     SOURCE_AUGMENTATIONS,
     DefectBatch,
     SyntheticDefect,
+    _affine_matrix,
     _autocontrast,
     _brightness,
     _equalize,
+    _hsv_parts,
+    _hsv_to_rgb,
     _hue_saturation,
     _posterize,
     _rotate_about_centre,
@@ -462,6 +466,82 @@ def test_warps_match_kornia() -> None:
                                                align_corners=True), atol=1e-4, rtol=0)
         torch.testing.assert_close(_rotate_about_centre(images, degrees, padding),
                                    rotate(images, degrees, padding_mode=padding), atol=1e-4, rtol=0)
+
+
+def test_affine_matrix_matches_kornia() -> None:
+    from kornia.geometry.transform import get_affine_matrix2d  # noqa: PLC0415
+
+    generator = torch.Generator().manual_seed(0)
+    shift, centre = torch.randn(6, 2, generator=generator) * 3, torch.rand(6, 2, generator=generator) * 60
+    scale, degrees = 0.5 + torch.rand(6, 2, generator=generator), torch.rand(6, generator=generator) * 360 - 180
+    torch.testing.assert_close(_affine_matrix(shift, centre, scale, degrees),
+                               get_affine_matrix2d(shift, centre, scale, degrees), atol=1e-5, rtol=0)
+
+
+def _colour_cases() -> torch.Tensor:
+    """Random colours plus the cases where colour conversions divide by zero or wrap around."""
+    images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    images[0, :, :, :4] = 0.5  # grey
+    images[0, :, :, 4:8] = 0  # black
+    images[0, :, :, 8:12] = 1  # white
+    images[1] = 0
+    images[1, 0, :8], images[1, 1, 4:12], images[1, 2, 8:] = 1, 1, 1  # the primaries and their mixes
+    return images
+
+
+def test_hsv_conversions_match_kornia() -> None:
+    from kornia.color import hsv_to_rgb, rgb_to_hsv  # noqa: PLC0415
+
+    images = _colour_cases()
+    hsv = rgb_to_hsv(images)
+    value, sixths, chroma = _hsv_parts(images)
+    torch.testing.assert_close(value, hsv[:, 2:])
+    torch.testing.assert_close(chroma / value.clamp(min=1e-12), hsv[:, 1:2], atol=1e-6, rtol=0)
+    hue_error = torch.remainder(sixths * math.pi / 3 - hsv[:, :1] + math.pi, 2 * math.pi) - math.pi
+    assert float(hue_error.abs().max()) < 1e-5
+    for turn in (0.0, 1.0, 2.5, 2 * math.pi - 1e-4):  # every sector of the hue hexagon, and the wrap
+        hsv[:, 0] = torch.remainder(hsv[:, 0] + turn, 2 * math.pi)
+        torch.testing.assert_close(_hsv_to_rgb(hsv[:, :1] * 3 / math.pi, hsv[:, 1:2], hsv[:, 2:]), hsv_to_rgb(hsv),
+                                   atol=1e-5, rtol=0)
+
+
+def test_hue_saturation_matches_kornias_round_trip() -> None:
+    from kornia.color import hsv_to_rgb, rgb_to_hsv  # noqa: PLC0415
+
+    images = _colour_cases()
+    draws = torch.rand(2, 4, generator=torch.Generator().manual_seed(5)) * 100 / 255 - 50 / 255
+    hsv = rgb_to_hsv(images)
+    hsv[:, 0] = torch.remainder(hsv[:, 0] + draws[0].view(-1, 1, 1) * 2 * math.pi, 2 * math.pi)
+    hsv[:, 1] = (hsv[:, 1] + draws[1].view(-1, 1, 1)).clamp(0, 1)
+    torch.testing.assert_close(_hue_saturation(images, torch.Generator().manual_seed(5)),
+                               hsv_to_rgb(hsv).clamp(0, 1), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("space", range(6))
+def test_brightness_in_each_colour_space_matches_kornias_round_trip(space: int) -> None:
+    """Each colour space's brightness change equals kornia's conversion, change and conversion back."""
+    from kornia import color  # noqa: PLC0415
+
+    forward, backward, channel, top = (
+        (color.rgb_to_ycbcr, color.ycbcr_to_rgb, 0, 1.0), (color.rgb_to_hsv, color.hsv_to_rgb, 2, 1.0),
+        (color.rgb_to_hls, color.hls_to_rgb, 1, 1.0), (color.rgb_to_lab, color.lab_to_rgb, 0, 100.0),
+        (color.rgb_to_luv, color.luv_to_rgb, 0, 100.0), (color.rgb_to_yuv, color.yuv_to_rgb, 0, 1.0),
+    )[space]
+    images = _colour_cases()
+    for change in (lambda v: (v * 1.2 + 0.1).clamp(0, 1), lambda v: ((v - 0.1) * 0.8).clamp(0, 1)):
+        converted = forward(images)
+        converted[:, channel] = change(converted[:, channel] / top) * top
+        expected = backward(converted).clamp(0, 1)
+        torch.testing.assert_close(_BRIGHTNESS_SPACES[space](images, change).clamp(0, 1), expected,
+                                   atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("bits", range(1, 9))
+def test_posterize_matches_kornia_for_every_bit_count(bits: int) -> None:
+    from kornia.enhance import posterize  # noqa: PLC0415
+
+    images = _colour_cases()[:1]
+    torch.testing.assert_close(_posterize(images, _generator_drawing(1, 9, bits)), posterize(images, bits))
 
 
 def test_sharpness_matches_pil() -> None:
