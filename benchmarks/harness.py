@@ -1,6 +1,6 @@
 """The benchmarks' shared harness: machine, models, data, evaluation, CSV rows and plots.
 
-The scripts in this folder (``curves.py``, ``accuracy.py``, ``speed.py``, ``gpu_campaign.py``)
+The scripts in this folder (``curves.py``, ``accuracy.py``, ``speed.py`` and the others)
 are thin layers over these functions, so that every benchmark builds RecSem and Draem the same
 way, reads the same data with the same resize, and writes rows the same way.
 """

@@ -297,8 +297,23 @@ def summarise(output: Path) -> Path:
             f"{float(row['mfu']):.3f} | {100 * float(row['outside_share']):.1f} % |")
     defects = [row for row in synthesis if row.get("device")]
     if defects:
-        lines += ["", "## Defect synthesis (batch of 8)", "", "| device | source | px | ms per batch |", "|---|---|---|---|"]
-        lines += [f"| {r['device']} | {r['source']} | {r['image_size']} | {float(r['ms_per_batch']):.1f} |" for r in defects]
+        lines += ["", "## Defect synthesis (batch of 8)", "", "| device | source | px | ms per batch | measured |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['device']} | {r['source']} | {r['image_size']} | {float(r['ms_per_batch']):.1f} | "
+                  f"{r['finished_at'][:10]} |" for r in defects]
+    revisions = harness.read_rows(output / "synthesis_revisions.csv")
+    if revisions:
+        cells: dict[tuple[str, str, str, str, str], list[float]] = {}
+        for row in revisions:
+            key = (row["device"], row["source"], row["image_size"], row["revision"], row["commit"])
+            cells.setdefault(key, []).append(float(row["ms_per_batch"]))
+        lines += ["", "## Defect synthesis across revisions (`synthesis_revisions.py`: interleaved, batch of 8)", "",
+                  "| device | source | px | revision | commit | rounds | median ms per batch | range |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {device} | {source} | {size} | {revision} | {commit} | {len(values)} | "
+                  f"{statistics.median(values):.1f} | {min(values):.1f}-{max(values):.1f} |"
+                  for (device, source, size, revision, commit), values in sorted(cells.items(), key=lambda item: (
+                      item[0][0], item[0][1], int(item[0][2])))]
     # Rows without a device column come from the first version of this benchmark, on the same
     # 2-core machine: the baselines the speed goals were set against.
     earlier_steps = [row for row in steps if not row.get("device")
