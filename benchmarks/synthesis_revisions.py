@@ -76,7 +76,8 @@ def checkout(revision: str, folder: Path) -> tuple[Path, str]:
     """
     if revision == WORKTREE:
         changed = _git("status", "--porcelain", "--", "anomalib_recsem", revision=revision)
-        return harness.REPO_ROOT, _git("rev-parse", "--short", "HEAD", revision=revision) + ("+changes" if changed else "")
+        head = _git("rev-parse", "--short", "HEAD", revision=revision)
+        return harness.REPO_ROOT, head + ("+changes" if changed else "")
     commit = _git("rev-parse", "--short", f"{revision}^{{commit}}", revision=revision)
     root = folder / commit
     root.mkdir(exist_ok=True)

@@ -118,7 +118,8 @@ def _affine_matrix(shift: Tensor, centre: Tensor, scale: Tensor, degrees: Tensor
     """
     radians = torch.deg2rad(degrees.float())
     cos, sin = torch.cos(radians), torch.sin(radians)
-    linear = torch.stack([cos * scale[:, 0], -sin * scale[:, 1], sin * scale[:, 0], cos * scale[:, 1]], 1).view(-1, 2, 2)
+    linear = torch.stack([cos * scale[:, 0], -sin * scale[:, 1], sin * scale[:, 0], cos * scale[:, 1]], 1)
+    linear = linear.view(-1, 2, 2)
     offset = centre - (linear @ centre.unsqueeze(-1)).squeeze(-1) + shift
     matrix = torch.zeros(degrees.shape[0], 3, 3)
     matrix[:, :2, :2] = linear
@@ -178,7 +179,9 @@ def _shift_lightness(x: Tensor, change: Callable[[Tensor], Tensor]) -> Tensor:
     return torch.where(room > 0, new + (x - lightness) * (new_room / room.clamp(min=1e-12)), new)
 
 
-def _through(forward: Callable[[Tensor], Tensor], backward: Callable[[Tensor], Tensor], top: float) -> Callable[..., Tensor]:
+def _through(
+    forward: Callable[[Tensor], Tensor], backward: Callable[[Tensor], Tensor], top: float
+) -> Callable[[Tensor, Callable[[Tensor], Tensor]], Tensor]:
     """A kornia colour-space round trip that changes only channel 0, whose range is ``[0, top]``."""
 
     def shift(x: Tensor, change: Callable[[Tensor], Tensor]) -> Tensor:
@@ -234,9 +237,10 @@ def _sharpness(x: Tensor, generator: torch.Generator | None) -> Tensor:
     if min(x.shape[-2:]) < 3:  # noqa: PLR2004  PIL's kernel needs 3 x 3
         return x
     factor = _uniform(x.shape[0], 0.0, 2.0, generator).to(x).view(-1, 1, 1, 1)
-    rows = x[..., :, :-2] + x[..., :, 1:-1] + x[..., :, 2:]
+    across = x[..., :, :-2] + x[..., :, 1:-1] + x[..., :, 2:]
     smooth = x.clone()
-    smooth[..., 1:-1, 1:-1] = (rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :] + 4 * x[..., 1:-1, 1:-1]) / 13
+    box = across[..., :-2, :] + across[..., 1:-1, :] + across[..., 2:, :]
+    smooth[..., 1:-1, 1:-1] = (box + 4 * x[..., 1:-1, 1:-1]) / 13
     return torch.lerp(smooth, x, factor).clamp(0, 1)
 
 
@@ -270,9 +274,10 @@ def _hsv_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 def _hsv_to_rgb(sixths: Tensor, saturation: Tensor, value: Tensor) -> Tensor:
-    """``kornia.color.hsv_to_rgb`` by the closed form of the hue hexagon; inputs ``(N, 1, H, W)``, output ``(N, 3, H, W)``.
+    """``kornia.color.hsv_to_rgb`` by the closed form of the hue hexagon.
 
-    Hue is in sixths of a turn. Channel ``n`` (R, G, B: 5, 3, 1) is
+    Inputs are ``(N, 1, H, W)``, hue in sixths of a turn; the output is ``(N, 3, H, W)``.
+    Channel ``n`` (R, G, B: 5, 3, 1) is
     ``V - V * S * clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + hue) mod 6``; kornia selects
     among six cases with nested ``where``s, several times slower.
     """
@@ -289,8 +294,8 @@ def _solarize(x: Tensor, generator: torch.Generator | None) -> Tensor:
 
 
 def _posterize(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    # Posterize: keep 1..8 most significant bits.
-    # Computed on the 8-bit levels directly: kornia's version costs several times more.
+    # Posterize: keep 1..8 most significant bits, computed on the 8-bit levels directly
+    # (kornia's version costs several times more).
     bits = torch.randint(1, 9, (x.shape[0],), generator=generator).to(x.device)
     step = torch.pow(2.0, 8 - bits).to(x).view(-1, 1, 1, 1)
     # All 8 bits kept leaves the image as it is, as in kornia (no rounding to 8-bit levels).
@@ -372,7 +377,8 @@ def augment_sources(sources: Tensor, num_augmentations: int, generator: torch.Ge
         for index in sorted(set(drawn)):
             rows = [row for row, op in enumerate(drawn) if op == index]
             # Consecutive rows are a view: no gather, and one copy back.
-            where = slice(rows[0], rows[-1] + 1) if rows[-1] - rows[0] + 1 == len(rows) else torch.tensor(rows, device=sources.device)
+            consecutive = rows[-1] - rows[0] + 1 == len(rows)
+            where = slice(rows[0], rows[-1] + 1) if consecutive else torch.tensor(rows, device=sources.device)
             out[where] = ops[index](out[where], generator).clamp_(0, 1)
     return out
 

@@ -1,4 +1,4 @@
-"""``benchmarks/synthesis_revisions.py``: revisions are checked out, timed and summarised (timings are never asserted)."""
+"""``benchmarks/synthesis_revisions.py``: revisions are checked out, timed and summarised (timings never asserted)."""
 
 from __future__ import annotations
 
