@@ -7,7 +7,8 @@ the GPU machine; everything it measures lands in ``$OUT``::
     # on the GPU machine, with .gpu and .venv carried:
     .venv/bin/python benchmarks/gpu_campaign.py --budget 540 --output "$OUT"
 
-1. ``speed.py --parts train`` on CUDA: paper configuration and CPU preset, fp32 / bf16 /
+1. ``speed.py --parts defects train`` on CUDA: defect synthesis per batch of 8 (procedural
+   textures, 128 and 256 px); then the paper configuration and CPU preset, fp32 / bf16 /
    bf16 + compile, channels-last off and on (about a third of the budget, cells run until
    the slice is spent).
 2. ``curves.py`` on magnetic_tile pre-resized to 256 px: RecSem with the paper's settings
@@ -104,7 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "--every", "250", "--seeds", "0", "1", "2", "--jobs", "6", "--threads", "2", "--workers", "2",
                   "--precision", "bf16-mixed", "--width", "0", "--root", str(args.data),
                   "--textures", str(args.data / "dtd")]
-    _run([python, "benchmarks/speed.py", "--parts", "train", "--output", str(args.output), *speed],
+    # Synthesis first: a few seconds, and the figure that says whether defects made on the
+    # device stay a small part of a step there.
+    _run([python, "benchmarks/speed.py", "--parts", "defects", "train", "--output", str(args.output), *speed],
          args.budget / 3, log)
     left = args.budget - (time.monotonic() - started)
     # Each run trains for what is left, minus start-up (data, first evaluation) and the last point.

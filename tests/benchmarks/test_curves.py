@@ -65,6 +65,9 @@ def test_gpu_campaign_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     speed = harness.read_rows(tmp_path / "train_step.csv")
     assert {row["precision"] for row in speed} == {"fp32", "bf16"}
     assert all(row["status"] == "ok" and 0 < float(row["mfu"]) < 1 for row in speed)
+    defects = harness.read_rows(tmp_path / "defects.csv")
+    assert {row["image_size"] for row in defects} == {"128", "256"}
+    assert all(row["status"] == "ok" and float(row["ms_per_batch"]) > 0 for row in defects)
     points = harness.read_rows(tmp_path / "curve_dummy.csv")
     assert {row["model"] for row in points} == {"recsem", "draem"}
     assert all(row["precision"] == "bf16-mixed" for row in points)
