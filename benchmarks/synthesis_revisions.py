@@ -115,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for revision, (root, commit) in roots.items():
                     result = subprocess.run(
                         [sys.executable, "-c", _TIMER, str(root), str(size), str(args.calls), args.source,
-                         str(args.threads)], check=True, capture_output=True, text=True)
+                         str(args.threads)], check=False, capture_output=True, text=True)
+                    if result.returncode != 0:
+                        msg = f"timing revision {revision!r} ({commit}) at {size} px failed:\n{result.stderr[-2000:]}"
+                        raise SystemExit(msg)
                     row = {"revision": revision, "commit": commit, "source": source_name, "image_size": size,
                            "batch_size": 8, "round": round_index, "calls": args.calls, "threads": args.threads,
                            "ms_per_batch": float(result.stdout.split()[-1]),

@@ -110,7 +110,7 @@ def _warp(images: Tensor, matrix: Tensor, padding_mode: str) -> Tensor:
 
 
 def _affine_matrix(shift: Tensor, centre: Tensor, scale: Tensor, degrees: Tensor) -> Tensor:
-    """Forward pixel maps ``(N, 3, 3)``, equal to ``kornia.geometry.transform.get_affine_matrix2d``.
+    """Forward pixel maps ``(N, 3, 3)`` (float32, CPU), equal to ``kornia.geometry.transform.get_affine_matrix2d``.
 
     Scale ``(N, 2)`` and rotate by ``degrees`` ``(N,)`` about ``centre`` ``(N, 2)``, then shift
     by ``shift`` ``(N, 2)`` pixels. Built directly because kornia assembles it from four 3 x 3
@@ -193,9 +193,10 @@ def _through(
 
 
 # imgaug's MultiplyAndAddToBrightness picks one of these colour spaces per image and changes
-# its brightness channel: YCbCr, HSV, HLS, Lab, Luv, YUV. The first three and YUV are exact
-# shortcuts of kornia's round trips (held against them in the unit tests) at a fraction of
-# their cost; Lab and Luv are nonlinear and go through kornia.
+# its brightness channel: YCbCr, HSV, HLS, Lab, Luv, YUV. The first three and YUV are closed
+# forms of kornia's round trips, equal to float round-off except within about 1e-5 of black
+# or white, where kornia's epsilons shift its result slightly (unit tests hold them against
+# kornia); Lab and Luv are nonlinear and go through kornia.
 _BRIGHTNESS_SPACES: tuple[Callable[[Tensor, Callable[[Tensor], Tensor]], Tensor], ...] = (
     _shift_luma,
     _scale_value,
@@ -256,7 +257,7 @@ def _hue_saturation(x: Tensor, generator: torch.Generator | None) -> Tensor:
 
 
 def _hsv_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Value, hue in sixths of a turn ``[0, 6)`` and chroma (``max - min``), each ``(N, 1, H, W)``.
+    """Value, hue in sixths of a turn ``[0, 6]`` and chroma (``max - min``), each ``(N, 1, H, W)``.
 
     ``kornia.color.rgb_to_hsv`` with hue rescaled from radians; computed on single planes,
     where kornia's version (three stacked planes, then a stack) cost most of the hue shift.

@@ -33,3 +33,12 @@ def test_an_unknown_revision_is_named(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no-such-revision"):
         synthesis_revisions.main(["no-such-revision", "--source", "procedural", "--output", str(tmp_path / "x.csv")])
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_a_failing_timer_stops_with_its_error(tmp_path: Path) -> None:
+    empty = tmp_path / "no_textures"
+    empty.mkdir()
+    with pytest.raises(SystemExit, match=r"(?s)timing revision 'WORKTREE'.*no_textures"):
+        synthesis_revisions.main(["WORKTREE", "--sizes", "32", "--rounds", "1", "--calls", "1", "--source", str(empty),
+                                  "--output", str(tmp_path / "x.csv")])
+    assert not (tmp_path / "x.csv").exists()
