@@ -51,6 +51,9 @@ RECSEM_VARIANTS: dict[str, dict[str, Any]] = {
     "recsem_authors_memory": {"normalize_query": False},
     "recsem_procedural_source": {"anomaly_source": None},  # the built-in texture bank, RecSem's default
     "recsem_self_source": {"anomaly_source": "self"},
+    # which sub-network's width limits the CPU preset: each doubled alone
+    "recsem_wide_reconstruction": {"reconstruction_width": 32},
+    "recsem_wide_discriminator": {"discriminator_width": 32},
 }
 MODELS = (*RECSEM_VARIANTS, "draem")
 

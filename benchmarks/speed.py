@@ -39,6 +39,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from anomalib_recsem import SyntheticDefect  # noqa: E402
+from anomalib_recsem.data.texture_bank import fit_size  # noqa: E402
 from anomalib_recsem.presets import model_arguments  # noqa: E402
 from benchmarks import harness  # noqa: E402
 
@@ -192,9 +193,10 @@ def run_defects(args: argparse.Namespace, device: torch.device) -> None:
                 continue
             transform = SyntheticDefect(anomaly_source=source, seed=0)
             textures = transform.texture_folder
-            if textures is not None:  # training decodes each file once; time what follows
+            if textures is not None:  # training decodes and resizes each file once; time what follows
+                shape = fit_size(size, size, textures.size)
                 for start in range(0, len(textures.paths), 64):
-                    textures.load(torch.arange(start, min(start + 64, len(textures.paths))))
+                    textures.textures(torch.arange(start, min(start + 64, len(textures.paths))), *shape)
             images = torch.rand(8, 3, size, size, device=device)
             durations = []
             for index in range(args.warmup + DEFECT_REPS):
@@ -303,17 +305,19 @@ def summarise(output: Path) -> Path:
                   f"{r['finished_at'][:10]} |" for r in defects]
     revisions = harness.read_rows(output / "synthesis_revisions.csv")
     if revisions:
-        cells: dict[tuple[str, str, str, str, str], list[float]] = {}
+        # One group per day: revisions are compared within the rounds that interleaved them.
+        cells: dict[tuple[str, str, str, str, str, str], list[float]] = {}
         for row in revisions:
-            key = (row["device"], row["source"], row["image_size"], row["revision"], row["commit"])
+            key = (row["finished_at"][:10], row["device"], row["source"], row["image_size"], row["revision"],
+                   row["commit"])
             cells.setdefault(key, []).append(float(row["ms_per_batch"]))
         lines += ["", "## Defect synthesis across revisions (`synthesis_revisions.py`: interleaved, batch of 8)", "",
-                  "| device | source | px | revision | commit | rounds | median ms per batch | range |",
-                  "|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {device} | {source} | {size} | {revision} | {commit} | {len(values)} | "
+                  "| measured | device | source | px | revision | commit | rounds | median ms per batch | range |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {day} | {device} | {source} | {size} | {revision} | {commit} | {len(values)} | "
                   f"{statistics.median(values):.1f} | {min(values):.1f}-{max(values):.1f} |"
-                  for (device, source, size, revision, commit), values in sorted(cells.items(), key=lambda item: (
-                      item[0][0], item[0][1], int(item[0][2])))]
+                  for (day, device, source, size, revision, commit), values in sorted(cells.items(), key=lambda item: (
+                      item[0][0], item[0][1], item[0][2], int(item[0][3])))]
     # Rows without a device column come from the first version of this benchmark, on the same
     # 2-core machine: the baselines the speed goals were set against.
     earlier_steps = [row for row in steps if not row.get("device")

@@ -44,9 +44,12 @@ assert anomalib_recsem.__file__.startswith(root), anomalib_recsem.__file__
 from anomalib_recsem.data.synthetic_defect import SyntheticDefect
 transform = SyntheticDefect(anomaly_source=None if source == "procedural" else source, seed=0)
 folder = transform.texture_folder
-if folder is not None:
+if folder is not None:  # training decodes each file once (and resizes it, where the revision keeps it resized)
+    from anomalib_recsem.data.texture_bank import fit_size
+    shape = fit_size(size, size, folder.size)
     for start in range(0, len(folder.paths), 64):
-        folder.load(torch.arange(start, min(start + 64, len(folder.paths))))
+        chunk = torch.arange(start, min(start + 64, len(folder.paths)))
+        folder.textures(chunk, *shape) if hasattr(folder, "textures") else folder.load(chunk)
 generator = torch.Generator().manual_seed(0)
 images = torch.rand(8, 3, size, size, generator=generator)
 durations = []

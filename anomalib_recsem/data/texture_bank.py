@@ -7,7 +7,8 @@ Two sources of RGB textures, both returning float batches ``(N, 3, H, W)`` in ``
   on the target device. It needs no files and is the default source.
 * :class:`TextureFolder` serves images from a directory such as DTD (the source used by
   DRAEM and RecSem). Files are decoded lazily, each the first time it is drawn, squashed
-  to ``size x size`` like the original ``cv2.resize`` and cached as ``uint8``.
+  to ``size x size`` like the original ``cv2.resize`` and cached as ``uint8``; at any other
+  output size, the resized texture is cached instead.
 
 All random numbers are drawn on the CPU (from ``generator`` or torch's global generator)
 and moved to the device, so a seed gives the same textures on CPU and GPU.
@@ -317,7 +318,9 @@ class TextureFolder:
     Note:
         Each file is decoded the first time it is drawn and kept as ``uint8``
         ``(3, size, size)``: about 192 KiB per texture at 256, i.e. about 1.1 GB once all
-        5640 DTD images have been drawn. Every DataLoader worker holds its own cache.
+        5640 DTD images have been drawn. Drawn at another size, a texture is kept resized
+        instead, as float: the same 192 KiB at 128 px. Every DataLoader worker holds its
+        own cache.
     """
 
     def __init__(self, root: str | Path, size: int = 256) -> None:
@@ -325,6 +328,7 @@ class TextureFolder:
         self.size = size
         self.paths = find_texture_images(self.root)
         self._cache: dict[int, Tensor] = {}
+        self._resized: dict[tuple[int, int], dict[int, Tensor]] = {}
         logger.info("Found %d texture images under %s", len(self.paths), self.root)
 
     def __len__(self) -> int:
@@ -333,7 +337,7 @@ class TextureFolder:
     def __getstate__(self) -> dict:
         # Do not ship decoded textures to DataLoader workers; they rebuild their own cache.
         state = self.__dict__.copy()
-        state["_cache"] = {}
+        state["_cache"], state["_resized"] = {}, {}
         return state
 
     def _decode(self, index: int) -> Tensor:
@@ -389,5 +393,31 @@ class TextureFolder:
             Float tensor ``(N, 3, H, W)`` in ``[0, 1]``.
         """
         indices = torch.randint(0, len(self.paths), (count,), generator=generator)
-        textures = self.load(indices).to(device).float().div_(255)
-        return resize_bilinear(textures, height, width)
+        return self.textures(indices, height, width).to(device)
+
+    def textures(self, indices: Tensor, height: int, width: int) -> Tensor:
+        """The textures with the given indices, resized (antialiased when shrinking).
+
+        Args:
+            indices: Integer tensor ``(N,)`` of indices into ``paths``.
+            height: Output height ``H``.
+            width: Output width ``W``.
+
+        Returns:
+            Float CPU tensor ``(N, 3, H, W)`` in ``[0, 1]``.
+        """
+        if (height, width) == (self.size, self.size):
+            return self.load(indices).float().div_(255)
+        # Resized once per texture and kept: at 128 px, the antialiased resize of a batch's
+        # textures cost more than all of the defect synthesis it fed on a CPU.
+        cache = self._resized.setdefault((height, width), {})
+        wanted = [int(i) for i in indices.tolist()]
+        new = sorted(set(wanted) - cache.keys())
+        if new:
+            resized = resize_bilinear(self.load(torch.tensor(new)).float().div_(255), height, width)
+            for index, texture in zip(new, resized.unbind(), strict=True):
+                cache[index] = texture.clone()
+                self._cache.pop(index)  # drawn at this size from now on
+        if not wanted:
+            return torch.zeros(0, 3, height, width)
+        return torch.from_numpy(np.stack([cache[i].numpy() for i in wanted]))

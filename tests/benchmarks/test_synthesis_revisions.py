@@ -6,7 +6,9 @@ import math
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from benchmarks import harness, speed, synthesis_revisions
 
@@ -42,3 +44,28 @@ def test_a_failing_timer_stops_with_its_error(tmp_path: Path) -> None:
         synthesis_revisions.main(["WORKTREE", "--sizes", "32", "--rounds", "1", "--calls", "1", "--source", str(empty),
                                   "--output", str(tmp_path / "x.csv")])
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_texture_files_are_timed_with_their_cache_warm(tmp_path: Path) -> None:
+    textures = tmp_path / "textures"
+    textures.mkdir()
+    for index in range(3):
+        Image.fromarray(np.full((40, 40, 3), 60 * index, dtype=np.uint8)).save(textures / f"t{index}.png")
+    output = tmp_path / "synthesis_revisions.csv"
+    assert synthesis_revisions.main(["WORKTREE", "--sizes", "32", "--rounds", "1", "--calls", "2",
+                                     "--source", str(textures), "--output", str(output)]) == 0
+    (row,) = harness.read_rows(output)
+    assert row["source"] == tmp_path.name  # the folder above the textures, as DTD's images/ gives "dtd"
+    assert float(row["ms_per_batch"]) > 0
+
+
+def test_rounds_of_different_days_are_summarised_apart(tmp_path: Path) -> None:
+    rows = [{"revision": "abc1234", "commit": "abc1234", "source": "dtd", "image_size": 128, "batch_size": 8,
+             "round": index, "calls": 100, "threads": 2, "ms_per_batch": value, "device": "cpu",
+             "finished_at": f"2026-12-0{day}T05:00:00+00:00"}
+            for index, (day, value) in enumerate([(1, 10.0), (1, 12.0), (2, 30.0)])]
+    harness.write_rows(tmp_path / "synthesis_revisions.csv", rows, synthesis_revisions.COLUMNS)
+    speed.summarise(tmp_path)
+    summary = (tmp_path / "SPEED.md").read_text()
+    assert "| 2026-12-01 | cpu | dtd | 128 | abc1234 | abc1234 | 2 | 11.0 | 10.0-12.0 |" in summary
+    assert "| 2026-12-02 | cpu | dtd | 128 | abc1234 | abc1234 | 1 | 30.0 | 30.0-30.0 |" in summary
