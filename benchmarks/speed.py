@@ -305,18 +305,24 @@ def summarise(output: Path) -> Path:
                   f"{r['finished_at'][:10]} |" for r in defects]
     revisions = harness.read_rows(output / "synthesis_revisions.csv")
     if revisions:
-        # One group per day: revisions are compared within the rounds that interleaved them.
+        # One group per invocation, named by its first row's time: revisions are compared only
+        # within the rounds that interleaved them. An invocation times each (round, size,
+        # revision) once, so a repeat starts the next one.
         cells: dict[tuple[str, str, str, str, str, str], list[float]] = {}
+        started, seen = "", set()
         for row in revisions:
-            key = (row["finished_at"][:10], row["device"], row["source"], row["image_size"], row["revision"],
-                   row["commit"])
+            timed = (row["round"], row["image_size"], row["revision"])
+            if not started or timed in seen:
+                started, seen = row["finished_at"][:16].replace("T", " "), set()
+            seen.add(timed)
+            key = (started, row["device"], row["source"], row["image_size"], row["revision"], row["commit"])
             cells.setdefault(key, []).append(float(row["ms_per_batch"]))
         lines += ["", "## Defect synthesis across revisions (`synthesis_revisions.py`: interleaved, batch of 8)", "",
-                  "| measured | device | source | px | revision | commit | rounds | median ms per batch | range |",
+                  "| run started | device | source | px | revision | commit | rounds | median ms per batch | range |",
                   "|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {day} | {device} | {source} | {size} | {revision} | {commit} | {len(values)} | "
+        lines += [f"| {run} | {device} | {source} | {size} | {revision} | {commit} | {len(values)} | "
                   f"{statistics.median(values):.1f} | {min(values):.1f}-{max(values):.1f} |"
-                  for (day, device, source, size, revision, commit), values in sorted(cells.items(), key=lambda item: (
+                  for (run, device, source, size, revision, commit), values in sorted(cells.items(), key=lambda item: (
                       item[0][0], item[0][1], item[0][2], int(item[0][3])))]
     # Rows without a device column come from the first version of this benchmark, on the same
     # 2-core machine: the baselines the speed goals were set against.

@@ -59,13 +59,16 @@ def test_texture_files_are_timed_with_their_cache_warm(tmp_path: Path) -> None:
     assert float(row["ms_per_batch"]) > 0
 
 
-def test_rounds_of_different_days_are_summarised_apart(tmp_path: Path) -> None:
-    rows = [{"revision": "abc1234", "commit": "abc1234", "source": "dtd", "image_size": 128, "batch_size": 8,
-             "round": index, "calls": 100, "threads": 2, "ms_per_batch": value, "device": "cpu",
-             "finished_at": f"2026-12-0{day}T05:00:00+00:00"}
-            for index, (day, value) in enumerate([(1, 10.0), (1, 12.0), (2, 30.0)])]
+def test_each_run_is_summarised_apart(tmp_path: Path) -> None:
+    def row(minute: int, round_index: int, value: float) -> dict[str, object]:
+        return {"revision": "abc1234", "commit": "abc1234", "source": "dtd", "image_size": 128, "batch_size": 8,
+                "round": round_index, "calls": 100, "threads": 2, "ms_per_batch": value, "device": "cpu",
+                "finished_at": f"2026-12-02T05:{minute:02d}:30+00:00"}
+
+    # Two runs on one day: two rounds, then one; the second starts again at round 0.
+    rows = [row(10, 0, 10.0), row(11, 1, 12.0), row(40, 0, 30.0)]
     harness.write_rows(tmp_path / "synthesis_revisions.csv", rows, synthesis_revisions.COLUMNS)
     speed.summarise(tmp_path)
     summary = (tmp_path / "SPEED.md").read_text()
-    assert "| 2026-12-01 | cpu | dtd | 128 | abc1234 | abc1234 | 2 | 11.0 | 10.0-12.0 |" in summary
-    assert "| 2026-12-02 | cpu | dtd | 128 | abc1234 | abc1234 | 1 | 30.0 | 30.0-30.0 |" in summary
+    assert "| 2026-12-02 05:10 | cpu | dtd | 128 | abc1234 | abc1234 | 2 | 11.0 | 10.0-12.0 |" in summary
+    assert "| 2026-12-02 05:40 | cpu | dtd | 128 | abc1234 | abc1234 | 1 | 30.0 | 30.0-30.0 |" in summary
