@@ -154,9 +154,14 @@ def _gamma(x: Tensor, generator: torch.Generator | None) -> Tensor:
 _LUMA = (0.299, 0.587, 0.114)
 
 
+def _luma(x: Tensor) -> Tensor:
+    """BT.601 luma ``(N, 1, H, W)`` of RGB images ``(N, 3, H, W)``."""
+    return (x * x.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
 def _shift_luma(x: Tensor, change: Callable[[Tensor], Tensor]) -> Tensor:
     """The YCbCr or YUV round trip of ``kornia.color`` with only the luma (``[0, 1]``) changed."""
-    luma = (x * x.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    luma = _luma(x)
     return x + (change(luma) - luma)
 
 
@@ -658,7 +663,7 @@ class SyntheticDefect(v2.Transform):
             size = fit_size(height, width, PROCEDURAL_RENDER_SIZE)
             sources = procedural_textures(count, *size, self.generator, clean.device).to(clean.dtype)
         textures = resize_bilinear(augment_sources(sources, self.num_source_augmentations, self.generator), height, width)
-        grey = textures.mul(torch.tensor([0.299, 0.587, 0.114], device=clean.device).view(1, 3, 1, 1)).sum(1, True)
+        grey = _luma(textures)
         if channels == 1:
             return grey
         # Grey images stored as RGB get grey defects: a coloured patch on a grey surface is a
