@@ -54,10 +54,6 @@ RECSEM_VARIANTS: dict[str, dict[str, Any]] = {
     # which sub-network's width limits the CPU preset: each doubled alone
     "recsem_wide_reconstruction": {"reconstruction_width": 32},
     "recsem_wide_discriminator": {"discriminator_width": 32},
-    # DRAEM's reconstruction loss: squared error plus 1 - SSIM
-    "recsem_ssim": {"ssim_weight": 1.0},
-    # half of the synthetic defects drawn as thin curved lines (cracks, scratches)
-    "recsem_cracks": {"crack_probability": 0.5},
 }
 MODELS = (*RECSEM_VARIANTS, "draem")
 

@@ -476,10 +476,6 @@ class SyntheticDefect(v2.Transform):
         num_source_augmentations: How many of the 10 source augmentations (see
             ``SOURCE_AUGMENTATIONS``) each texture gets, ``0..10``.
         light_augmentation: Apply the light affine augmentation to every image.
-        crack_probability: Chance that a defect's mask is a set of thin curved lines (cracks,
-            scratches) instead of the Perlin blob: the lines are the zero level of a second,
-            coarse Perlin noise, 1-3 px wide at 128 px (scaled with the image), kept where
-            the blob mask is. 0 (the authors') draws blobs only and no extra random numbers.
         seed: ``None``: use torch's global generator (``lightning.seed_everything`` makes
             runs reproducible). An int: a private ``torch.Generator``.
 
@@ -509,14 +505,12 @@ class SyntheticDefect(v2.Transform):
         drop_corner_defects: bool = False,
         num_source_augmentations: int = 3,
         light_augmentation: bool = True,
-        crack_probability: float = 0.0,
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("probability", probability), ("crack_probability", crack_probability)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                msg = f"{name} must be a number in [0, 1], got {value!r}"
-                raise ValueError(msg)
+        if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
+            msg = f"probability must be a number in [0, 1], got {probability!r}"
+            raise ValueError(msg)
         low, high = _check_range("blend_factor", blend_factor, "(low, high) with 0 <= low <= high <= 1")
         if not 0 <= low <= high <= 1:
             msg = f"blend_factor must satisfy 0 <= low <= high <= 1, got {tuple(blend_factor)!r}"
@@ -560,7 +554,6 @@ class SyntheticDefect(v2.Transform):
         self.drop_corner_defects = bool(drop_corner_defects)
         self.num_source_augmentations = num_source_augmentations
         self.light_augmentation = bool(light_augmentation)
-        self.crack_probability = float(crack_probability)
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
@@ -586,8 +579,7 @@ class SyntheticDefect(v2.Transform):
             f"mask_rotation={self.mask_rotation}, min_defect_area={self.min_defect_area}, "
             f"min_defect_size={self.min_defect_size}, drop_corner_defects={self.drop_corner_defects}, "
             f"num_source_augmentations={self.num_source_augmentations}, "
-            f"light_augmentation={self.light_augmentation}, crack_probability={self.crack_probability}, "
-            f"seed={self.seed}"
+            f"light_augmentation={self.light_augmentation}, seed={self.seed}"
         )
 
     def _light_affine(self, images: Tensor) -> Tensor:
@@ -621,37 +613,9 @@ class SyntheticDefect(v2.Transform):
         if self.mask_rotation > 0:
             # Zero padding like imgaug's default: rotated-in corners never become defect.
             noise = _rotate_about_centre(noise, angle, padding_mode="zeros")
-        masks = noise > self.threshold
-        if self.crack_probability > 0:
-            masks = self._cracks_within(masks)
-        return filter_components(masks, self.min_defect_area, self.min_defect_size, self.drop_corner_defects)
-
-    def _cracks_within(self, blobs: Tensor) -> Tensor:
-        """Replace a ``crack_probability`` share of the blob masks ``(n, 1, H, W)`` by thin curved lines.
-
-        The lines are where a Perlin noise of 2-8 cells per axis is within a half-width of
-        zero, measured in pixels to first order (``|noise| / |grad noise|``) so that they
-        keep their width wherever the noise is steep or flat. They are kept inside a
-        coarse Perlin region (1-4 cells per axis, above ``threshold``), so a crack is a
-        few long strokes in one part of the image rather than a net across all of it.
-        """
-        count, _, height, width = blobs.shape
-        cracked = torch.rand(count, generator=self.generator) < self.crack_probability
-        chosen = cracked.nonzero().squeeze(1)
-        if chosen.numel() == 0:
-            return blobs
-        num = chosen.numel()
-        scale = min(height, width) / 128
-        half_width = _uniform(num, 0.5 * scale, 1.5 * scale, self.generator).view(-1, 1, 1).to(blobs.device)
-        line_cells = 2 ** torch.randint(1, 4, (num, 2), generator=self.generator)
-        region_cells = 2 ** torch.randint(0, 3, (num, 2), generator=self.generator)
-        noise = perlin_noise_2d(line_cells, height, width, generator=self.generator, device=blobs.device)
-        region = perlin_noise_2d(region_cells, height, width, generator=self.generator, device=blobs.device)
-        slope_y, slope_x = torch.gradient(noise, dim=(1, 2))
-        lines = (noise.abs() < half_width * torch.hypot(slope_y, slope_x)) & (region > self.threshold)
-        out = blobs.clone()
-        out[chosen.to(blobs.device)] = lines.unsqueeze(1)
-        return out
+        return filter_components(
+            noise > self.threshold, self.min_defect_area, self.min_defect_size, self.drop_corner_defects
+        )
 
     def _fallback_discs(self, count: int, height: int, width: int, device: torch.device) -> Tensor:
         """Last-resort defects: one disc per image, sized to pass the component filter when possible."""

@@ -100,16 +100,11 @@ class RecSem(SafeExportMixin, AnomalibModule):
         discriminator_input: What the discriminator compares the reconstruction with in
             training: ``"augmented"`` (the image with the synthetic defect, as in the paper's
             figure and DRAEM) or ``"clean"`` (the defect-free image, as in the authors' code).
-        ssim_weight: Weight of ``1 - SSIM`` between the reconstruction and the defect-free
-            image, added to the squared error (DRAEM's reconstruction loss; the authors' first
-            commits had it too). 0, the authors' final recipe, leaves the squared error alone.
         positive_aug_ratio: Copies of each training image with a synthetic defect per epoch.
         negative_aug_ratio: Copies of each training image without one per epoch.
         anomaly_source: Where defect textures come from: ``None`` (built-in procedural
             textures), ``"self"`` (the image itself) or a folder of images such as DTD's
             ``images/``. Checked when training starts.
-        crack_probability: Share of synthetic defects drawn as thin curved lines (cracks,
-            scratches) instead of Perlin blobs; 0 is the authors' recipe.
         learning_rate: Adam learning rate at the top of the schedule.
         weight_decay: Adam weight decay.
         warmup_epochs: Epochs of linear warm-up from 0.1x before the cosine decay (20).
@@ -144,11 +139,9 @@ class RecSem(SafeExportMixin, AnomalibModule):
         discriminator: str = "unet",
         detach_reconstruction: bool = False,
         discriminator_input: str = "augmented",
-        ssim_weight: float = 0.0,
         positive_aug_ratio: int = 2,
         negative_aug_ratio: int = 2,
         anomaly_source: str | Path | None = None,
-        crack_probability: float = 0.0,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-5,
         warmup_epochs: int = 20,
@@ -170,8 +163,6 @@ class RecSem(SafeExportMixin, AnomalibModule):
             msg = "positive_aug_ratio + negative_aug_ratio must be at least 1 (both are 0)."
             raise ValueError(msg)
         _check_integer("warmup_epochs", warmup_epochs, minimum=1)
-        _check_number("ssim_weight", ssim_weight, 0.0)
-        _check_number("crack_probability", crack_probability, 0.0, 1.0)
         if max_epochs is not None:
             _check_integer("max_epochs", max_epochs, minimum=1)
         if pre_processor is True:
@@ -196,14 +187,11 @@ class RecSem(SafeExportMixin, AnomalibModule):
             score_kernel_size=score_kernel_size,
             score_top_k=score_top_k,
         )
-        self.loss = RecSemLoss(
-            structure_weight=float(ssim_weight), pixel_mean=self.model.pixel_mean, pixel_std=self.model.pixel_std
-        )
+        self.loss = RecSemLoss()
         self.discriminator_input = discriminator_input
         self.positive_aug_ratio = int(positive_aug_ratio)
         self.negative_aug_ratio = int(negative_aug_ratio)
         self.anomaly_source = anomaly_source
-        self.crack_probability = crack_probability
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.warmup_epochs = warmup_epochs
@@ -220,9 +208,7 @@ class RecSem(SafeExportMixin, AnomalibModule):
     def synthetic_defect(self) -> SyntheticDefect:
         """The defect synthesiser, built on first use so that a missing texture folder only matters when training."""
         if self._synthetic_defect is None:
-            self._synthetic_defect = SyntheticDefect(
-                anomaly_source=self.anomaly_source, crack_probability=self.crack_probability
-            )
+            self._synthetic_defect = SyntheticDefect(anomaly_source=self.anomaly_source)
         return self._synthetic_defect
 
     def configure_callbacks(self) -> list[pl.Callback]:
@@ -419,13 +405,6 @@ class RecSem(SafeExportMixin, AnomalibModule):
 def _check_choice(name: str, value: object, accepted: Sequence[str]) -> None:
     if value not in accepted:
         msg = f"{name} must be one of {tuple(accepted)}, got {value!r}."
-        raise ValueError(msg)
-
-
-def _check_number(name: str, value: object, low: float, high: float = math.inf) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        accepted = f"a number >= {low:g}" if high == math.inf else f"a number in [{low:g}, {high:g}]"
-        msg = f"{name} must be {accepted}, got {value!r}."
         raise ValueError(msg)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from kornia.metrics import ssim
 from torch import nn
 
 from .torch_model import RecSemOutput
@@ -43,42 +42,30 @@ class FocalLoss(nn.Module):
 
 
 class RecSemLoss(nn.Module):
-    """``L = w_r * MSE + w_st * (1 - SSIM) + w_c * compactness + w_s * separation + w_f * focal``.
+    """``L = w_r * MSE + w_c * compactness + w_s * separation + w_f * focal``.
 
     Args:
         reconstruction_weight: Weight of the squared reconstruction error.
-        structure_weight: Weight of ``1 - SSIM`` (11 px Gaussian window) between the
-            reconstruction and the defect-free image in pixel space, DRAEM's second
-            reconstruction term. 0 (the authors' final recipe) skips its computation.
         compactness_weight: Weight of the memory compactness loss (summed over scales).
         separation_weight: Weight of the memory separation loss (summed over scales).
         focal_weight: Weight of the focal segmentation loss.
-        pixel_mean: Per-channel mean of the normalisation, to bring images back to pixel
-            space for SSIM, ``(1, C, 1, 1)``.
-        pixel_std: Per-channel standard deviation of the normalisation, ``(1, C, 1, 1)``.
     """
 
     def __init__(
         self,
         reconstruction_weight: float = 1.0,
-        structure_weight: float = 0.0,
         compactness_weight: float = 1.0,
         separation_weight: float = 1e-4,
         focal_weight: float = 1.0,
-        pixel_mean: torch.Tensor | None = None,
-        pixel_std: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
         self.weights = {
             "reconstruction": reconstruction_weight,
-            "structure": structure_weight,
             "compactness": compactness_weight,
             "separation": separation_weight,
             "focal": focal_weight,
         }
         self.focal = FocalLoss()
-        self.register_buffer("pixel_mean", torch.zeros(1) if pixel_mean is None else pixel_mean.clone(), persistent=False)
-        self.register_buffer("pixel_std", torch.ones(1) if pixel_std is None else pixel_std.clone(), persistent=False)
 
     def forward(self, target: torch.Tensor, output: RecSemOutput, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Compute every term and the weighted total.
@@ -95,19 +82,11 @@ class RecSemLoss(nn.Module):
         """
         # float32 whatever the autocast precision: softmax, log and the squared error of
         # nearly equal images are where bfloat16 loses most.
-        reconstruction, target = output.reconstruction.float(), target.float()
         terms = {
-            "reconstruction": F.mse_loss(reconstruction, target),
+            "reconstruction": F.mse_loss(output.reconstruction.float(), target.float()),
             "compactness": output.compactness.float(),
             "separation": output.separation.float(),
             "focal": self.focal(torch.softmax(output.logits.float(), dim=1), mask.float()),
         }
-        if self.weights["structure"]:
-            terms["structure"] = self._dissimilarity(reconstruction, target)
         terms["loss"] = sum(self.weights[name] * value for name, value in terms.items())
         return terms
-
-    def _dissimilarity(self, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``1 - SSIM`` in pixel space, where SSIM's constants assume a ``[0, 1]`` range."""
-        pixels = [image * self.pixel_std + self.pixel_mean for image in (reconstruction, target)]
-        return 1.0 - ssim(*pixels, window_size=11).mean()

@@ -653,8 +653,6 @@ def test_directory_without_images_raises_value_error(tmp_path: Path) -> None:
     [
         ({"probability": 1.5}, "probability"),
         ({"probability": -0.1}, "probability"),
-        ({"crack_probability": 1.5}, "crack_probability"),
-        ({"crack_probability": True}, "crack_probability"),
         ({"blend_factor": (0.9, 0.1)}, "blend_factor"),
         ({"blend_factor": (0.0, 1.2)}, "blend_factor"),
         ({"blend_factor": 0.5}, "blend_factor"),
@@ -671,37 +669,6 @@ def test_directory_without_images_raises_value_error(tmp_path: Path) -> None:
 def test_bad_arguments_name_the_argument(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         SyntheticDefect(**kwargs)
-
-
-def _eroded_share(masks: torch.Tensor, side: int) -> torch.Tensor:
-    """Per mask, the share of its pixels that survive an erosion by a ``side`` x ``side`` square."""
-    eroded = -torch.nn.functional.max_pool2d(-masks, side, stride=1, padding=side // 2)
-    return eroded.flatten(1).sum(1) / masks.flatten(1).sum(1)
-
-
-@pytest.mark.parametrize("size", [128, 256])
-def test_crack_masks_are_thin_lines_and_blob_masks_are_not(size: int) -> None:
-    images, flags = _images(batch=24, size=size), torch.ones(24, dtype=torch.bool)
-    cracks = SyntheticDefect(crack_probability=1.0, seed=4).synthesize(images, flags).mask
-    blobs = SyntheticDefect(seed=4).synthesize(images, flags).mask
-    # At most 3 px wide at 128 px and 6 px at 256: a square one pixel wider erases every line,
-    # while some blobs keep most of their pixels.
-    side = 5 if size == 128 else 7  # noqa: PLR2004
-    assert float(_eroded_share(cracks, side).max()) < 0.05  # noqa: PLR2004
-    assert int((_eroded_share(blobs, side) > 0.3).sum()) >= 4  # noqa: PLR2004
-    # Strokes, not dots: each crack mask's largest component spans several times the line width.
-    spans = [max(np.ptp(np.nonzero(labels == label)[axis]) for label in range(1, count + 1) for axis in (0, 1))
-             for labels, count in (ndimage.label(mask[0].numpy()) for mask in cracks)]
-    assert np.median(spans) >= size / 16
-
-
-def test_crack_probability_is_the_share_of_masks_replaced_by_lines() -> None:
-    transform = SyntheticDefect(crack_probability=0.5, seed=5)
-    full = torch.ones(400, 1, 32, 32, dtype=torch.bool)
-    replaced = (transform._cracks_within(full) != full).flatten(1).any(1)  # noqa: SLF001
-    assert 160 <= int(replaced.sum()) <= 240  # noqa: PLR2004
-    untouched = SyntheticDefect(seed=5)._cracks_within  # noqa: SLF001
-    assert torch.equal(untouched(full), full)
 
 
 def test_bad_inputs_are_rejected() -> None:

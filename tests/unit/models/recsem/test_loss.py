@@ -45,39 +45,3 @@ def test_total_is_weighted_sum() -> None:
     assert terms["focal"].item() == pytest.approx(-((1 - p_t) ** 2) * math.log(p_t), rel=1e-5)
     expected = 1.0 + 2.0 + 1e-4 * 10.0 + terms["focal"].item()
     assert terms["loss"].item() == pytest.approx(expected, rel=1e-6)
-
-
-def _flat_images(recon_level: float, target_level: float) -> tuple[torch.Tensor, RecSemOutput, torch.Tensor, torch.Tensor]:
-    """Flat RGB images in the networks' normalised space, and the normalisation they were made with."""
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    target = (torch.full((1, 3, 16, 16), target_level) - mean) / std
-    output = RecSemOutput(
-        reconstruction=(torch.full((1, 3, 16, 16), recon_level) - mean) / std,
-        logits=torch.zeros(1, 2, 16, 16),
-        compactness=torch.tensor(0.0),
-        separation=torch.tensor(0.0),
-    )
-    return target, output, mean, std
-
-
-def test_structure_term_is_one_minus_ssim_in_pixel_space() -> None:
-    # Two flat images: SSIM's contrast and structure factors are 1, its luminance factor
-    # (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1) with C1 = 0.01^2 for the [0, 1] range.
-    target, output, mean, std = _flat_images(0.2, 0.6)
-    c1 = 0.01**2
-    expected = 1 - (2 * 0.2 * 0.6 + c1) / (0.2**2 + 0.6**2 + c1)
-    loss = RecSemLoss(structure_weight=2.0, pixel_mean=mean, pixel_std=std)
-    terms = loss(target, output, torch.zeros(1, 1, 16, 16))
-    assert terms["structure"].item() == pytest.approx(expected, rel=1e-4)
-    weighted = terms["reconstruction"] + 2.0 * terms["structure"] + terms["focal"]
-    assert terms["loss"].item() == pytest.approx(weighted.item(), rel=1e-6)
-    same = loss(target, output._replace(reconstruction=target), torch.zeros(1, 1, 16, 16))
-    assert same["structure"].item() == pytest.approx(0.0, abs=1e-6)
-
-
-def test_structure_term_is_absent_at_weight_zero() -> None:
-    target, output, mean, std = _flat_images(0.2, 0.6)
-    terms = RecSemLoss(pixel_mean=mean, pixel_std=std)(target, output, torch.zeros(1, 1, 16, 16))
-    assert "structure" not in terms
-    assert terms["loss"].item() == pytest.approx((terms["reconstruction"] + terms["focal"]).item(), rel=1e-6)
