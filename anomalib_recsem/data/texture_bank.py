@@ -393,21 +393,23 @@ class TextureFolder:
             Float tensor ``(N, 3, H, W)`` in ``[0, 1]``.
         """
         indices = torch.randint(0, len(self.paths), (count,), generator=generator)
-        return self.textures(indices, height, width).to(device)
+        return self.textures(indices, height, width, device)
 
-    def textures(self, indices: Tensor, height: int, width: int) -> Tensor:
+    def textures(self, indices: Tensor, height: int, width: int, device: torch.device | str = "cpu") -> Tensor:
         """The textures with the given indices, resized (antialiased when shrinking).
 
         Args:
             indices: Integer tensor ``(N,)`` of indices into ``paths``.
             height: Output height ``H``.
             width: Output width ``W``.
+            device: Device of the output.
 
         Returns:
-            Float CPU tensor ``(N, 3, H, W)`` in ``[0, 1]``.
+            Float tensor ``(N, 3, H, W)`` in ``[0, 1]``.
         """
         if (height, width) == (self.size, self.size):
-            return self.load(indices).float().div_(255)
+            # Moved as uint8, a quarter of the bytes, and scaled on the device.
+            return self.load(indices).to(device).float().div_(255)
         # Resized once per texture and kept: at 128 px on 2 CPU cores, the antialiased resize
         # of a batch's textures took about 1 ms of the 6-7 ms that its synthesis took.
         cache = self._resized.setdefault((height, width), {})
@@ -419,5 +421,5 @@ class TextureFolder:
                 cache[index] = texture.clone()
                 self._cache.pop(index)  # drawn at this size from now on
         if not wanted:
-            return torch.zeros(0, 3, height, width)
-        return torch.from_numpy(np.stack([cache[i].numpy() for i in wanted]))
+            return torch.zeros(0, 3, height, width, device=device)
+        return torch.from_numpy(np.stack([cache[i].numpy() for i in wanted])).to(device)
