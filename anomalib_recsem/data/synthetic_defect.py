@@ -88,6 +88,36 @@ def _uniform(count: int | tuple[int, ...], low: float, high: float, generator: t
     return torch.rand(shape, generator=generator) * (high - low) + low
 
 
+# On a CPU, torch.where costs some 20 times and torch.remainder some 10 times as much as an
+# addition on the same tensor (torch 2.15), and the colour operations are full of both. The
+# helpers below give exactly their results with plain arithmetic: lerp with a 0/1 weight
+# returns one side unchanged, and the sign of a difference is 0 only for equal floats.
+
+
+def _positive(x: Tensor) -> Tensor:
+    """``1.0`` where ``x > 0``, else ``0.0``, for ``x >= 0``."""
+    return torch.sign(x)
+
+
+def _at_least(x: Tensor, y: Tensor) -> Tensor:
+    """``1.0`` where ``x >= y``, else ``0.0`` (a float difference is zero only for equal floats)."""
+    return (torch.sign(x - y) + 1).clamp_(max=1)
+
+
+def _select(weight: Tensor, if_one: Tensor, if_zero: Tensor) -> Tensor:
+    """``torch.where(weight == 1, if_one, if_zero)`` for a 0/1 float ``weight`` and finite values."""
+    return torch.lerp(if_zero, if_one, weight)
+
+
+def _remainder(x: Tensor, divisor: float) -> Tensor:
+    """``torch.remainder(x, divisor)`` for ``-divisor <= x < 2 * divisor``, the same floats.
+
+    Except for negative ``x`` so close to 0 that ``x / divisor`` underflows to 0 (above
+    about ``-1e-44``), which stay ``x`` where torch gives ``x + divisor``: for a hue, the same angle.
+    """
+    return x - divisor * torch.floor(x / divisor)
+
+
 def _warp(images: Tensor, matrix: Tensor, padding_mode: str) -> Tensor:
     """Bilinear affine warp ``(N, C, H, W)`` by forward pixel maps ``(N, 3, 3)`` (kornia's convention).
 
@@ -169,7 +199,7 @@ def _scale_value(x: Tensor, change: Callable[[Tensor], Tensor]) -> Tensor:
     """The HSV round trip with only V (the largest channel) changed: hue and saturation fix the ratios R:G:B."""
     value = x.amax(1, keepdim=True)
     new = change(value)
-    return torch.where(value > 0, x * (new / value.clamp(min=1e-12)), new)
+    return _select(_positive(value), x * (new / value.clamp(min=1e-12)), new)
 
 
 def _shift_lightness(x: Tensor, change: Callable[[Tensor], Tensor]) -> Tensor:
@@ -181,7 +211,7 @@ def _shift_lightness(x: Tensor, change: Callable[[Tensor], Tensor]) -> Tensor:
     lightness = (x.amax(1, keepdim=True) + x.amin(1, keepdim=True)) / 2
     new = change(lightness)
     room, new_room = torch.minimum(lightness, 1 - lightness), torch.minimum(new, 1 - new)
-    return torch.where(room > 0, new + (x - lightness) * (new_room / room.clamp(min=1e-12)), new)
+    return _select(_positive(room), new + (x - lightness) * (new_room / room.clamp(min=1e-12)), new)
 
 
 def _through(
@@ -219,7 +249,7 @@ def _brightness(x: Tensor, generator: torch.Generator | None) -> Tensor:
     space = torch.randint(0, len(_BRIGHTNESS_SPACES), (count,), generator=generator)
     multiply = _uniform(count, 0.8, 1.2, generator).to(x).view(-1, 1, 1, 1)
     add = _uniform(count, -30 / 255, 30 / 255, generator).to(x).view(-1, 1, 1, 1)
-    add_first = (torch.rand(count, generator=generator) < 0.5).to(x.device).view(-1, 1, 1, 1)
+    add_first = (torch.rand(count, generator=generator) < 0.5).to(x).view(-1, 1, 1, 1)
     out = x.clone()
     for index, shift in enumerate(_BRIGHTNESS_SPACES):
         rows = (space == index).nonzero().squeeze(1).to(x.device)
@@ -227,8 +257,10 @@ def _brightness(x: Tensor, generator: torch.Generator | None) -> Tensor:
             continue
         factor, offset, first = multiply[rows], add[rows], add_first[rows]
 
-        def change(value: Tensor, factor: Tensor = factor, offset: Tensor = offset, first: Tensor = first) -> Tensor:
-            return torch.where(first, (value + offset) * factor, value * factor + offset).clamp(0, 1)
+        def change(value: Tensor, before: Tensor = offset * first, after: Tensor = offset * (1 - first),
+                   factor: Tensor = factor) -> Tensor:
+            # (value + offset) * factor or value * factor + offset: the unused offset is 0.
+            return ((value + before) * factor + after).clamp(0, 1)
 
         out[rows] = shift(x[rows], change).clamp(0, 1)
     return out
@@ -257,8 +289,8 @@ def _hue_saturation(x: Tensor, generator: torch.Generator | None) -> Tensor:
     hue = _uniform(count, -50 / 255, 50 / 255, generator).to(x).view(-1, 1, 1, 1) * 6  # hue in sixths of a turn
     saturation = _uniform(count, -50 / 255, 50 / 255, generator).to(x).view(-1, 1, 1, 1)
     value, sixths, chroma = _hsv_parts(x)
-    new_saturation = (chroma / torch.where(value > 0, value, 1) + saturation).clamp(0, 1)
-    return _hsv_to_rgb(torch.remainder(sixths + hue, 6), new_saturation, value).clamp(0, 1)
+    new_saturation = (chroma / (value + (1 - _positive(value))) + saturation).clamp(0, 1)
+    return _hsv_to_rgb(_remainder(sixths + hue, 6), new_saturation, value).clamp(0, 1)
 
 
 def _hsv_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -270,13 +302,13 @@ def _hsv_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     red, green, blue = x[:, :1], x[:, 1:2], x[:, 2:]
     value, minimum = x.amax(1, keepdim=True), x.amin(1, keepdim=True)
     chroma = value - minimum
-    divisor = torch.where(chroma > 0, chroma, 1)
-    sixths = torch.where(
-        (red >= green) & (red >= blue),
+    divisor = chroma + (1 - _positive(chroma))  # 1 where chroma is 0
+    sixths = _select(
+        _at_least(red, green) * _at_least(red, blue),
         (green - blue) / divisor,
-        torch.where(green >= blue, (blue - red) / divisor + 2, (red - green) / divisor + 4),
+        _select(_at_least(green, blue), (blue - red) / divisor + 2, (red - green) / divisor + 4),
     )
-    return value, torch.remainder(sixths, 6), chroma
+    return value, _remainder(sixths, 6), chroma
 
 
 def _hsv_to_rgb(sixths: Tensor, saturation: Tensor, value: Tensor) -> Tensor:
@@ -287,25 +319,48 @@ def _hsv_to_rgb(sixths: Tensor, saturation: Tensor, value: Tensor) -> Tensor:
     ``V - V * S * clamp(min(k, 4 - k), 0, 1)`` with ``k = (n + hue) mod 6``; kornia selects
     among six cases with nested ``where``s, several times slower.
     """
-    k = torch.remainder(sixths.new_tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1) + sixths, 6)
+    k = _remainder(sixths.new_tensor([5.0, 3.0, 1.0]).view(1, 3, 1, 1) + sixths, 6)
     return value - value * saturation * torch.minimum(k, 4 - k).clamp(0, 1)
+
+
+def _on_rows(x: Tensor, chosen: Tensor, op: Callable[[Tensor | slice], Tensor]) -> Tensor:
+    """``x`` with the rows where the CPU bool ``chosen`` ``(N,)`` is true replaced by ``op(rows)``.
+
+    ``op`` gets the chosen rows (indices on ``x``'s device, or a slice when all are chosen)
+    and returns those rows changed; the other rows are not computed at all, where a
+    ``torch.where`` would compute every row and then choose.
+    """
+    rows = chosen.nonzero().squeeze(1)
+    if rows.numel() == 0:
+        return x
+    if rows.numel() == x.shape[0]:
+        return op(slice(None))
+    out = x.clone()
+    rows = rows.to(x.device)
+    out[rows] = op(rows)
+    return out
 
 
 def _solarize(x: Tensor, generator: torch.Generator | None) -> Tensor:
     # Solarize(0.5, threshold=(32, 128)): half of the images invert above the threshold.
     count = x.shape[0]
-    threshold = _uniform(count, 32 / 255, 128 / 255, generator).to(x)
-    applied = (torch.rand(count, generator=generator) < 0.5).to(x.device).view(-1, 1, 1, 1)
-    return torch.where(applied, enhance.solarize(x, threshold), x)
+    threshold = _uniform(count, 32 / 255, 128 / 255, generator)
+    applied = torch.rand(count, generator=generator) < 0.5
+    return _on_rows(x, applied, lambda rows: enhance.solarize(x[rows], threshold[rows].to(x)))
 
 
 def _posterize(x: Tensor, generator: torch.Generator | None) -> Tensor:
     # Posterize: keep 1..8 most significant bits, computed on the 8-bit levels directly
     # (kornia's version costs several times more).
-    bits = torch.randint(1, 9, (x.shape[0],), generator=generator).to(x.device)
-    step = torch.pow(2.0, 8 - bits).to(x).view(-1, 1, 1, 1)
+    bits = torch.randint(1, 9, (x.shape[0],), generator=generator)
+    step = torch.pow(2.0, 8 - bits).view(-1, 1, 1, 1)
+
+    def posterize(rows: Tensor | slice) -> Tensor:
+        level = step[rows].to(x)
+        return torch.floor(torch.floor(x[rows] * 255) / level) * level / 255
+
     # All 8 bits kept leaves the image as it is, as in kornia (no rounding to 8-bit levels).
-    return torch.where(step > 1, torch.floor(torch.floor(x * 255) / step) * step / 255, x)
+    return _on_rows(x, bits < 8, posterize)  # noqa: PLR2004
 
 
 def _invert(x: Tensor, generator: torch.Generator | None) -> Tensor:  # noqa: ARG001
@@ -327,7 +382,7 @@ def _autocontrast(x: Tensor, generator: torch.Generator | None) -> Tensor:
     low = (histogram.cumsum(-1) <= cut).sum(-1, keepdim=True).unsqueeze(-1)  # first level past the cut
     high = 255 - (histogram.flip(-1).cumsum(-1) <= cut).sum(-1, keepdim=True).unsqueeze(-1)
     stretched = ((x * 255 - low) / (high - low).clamp(min=1)).clamp(0, 1)
-    return torch.where(high > low, stretched, x)
+    return _select((high > low).to(x), stretched, x)
 
 
 def _equalize(x: Tensor, generator: torch.Generator | None) -> Tensor:  # noqa: ARG001
@@ -663,13 +718,12 @@ class SyntheticDefect(v2.Transform):
             size = fit_size(height, width, PROCEDURAL_RENDER_SIZE)
             sources = procedural_textures(count, *size, self.generator, clean.device).to(clean.dtype)
         textures = resize_bilinear(augment_sources(sources, self.num_source_augmentations, self.generator), height, width)
-        grey = _luma(textures)
         if channels == 1:
-            return grey
+            return _luma(textures)
         # Grey images stored as RGB get grey defects: a coloured patch on a grey surface is a
         # cue that no real defect of that surface has.
         is_grey = (clean.amax(1) - clean.amin(1)).flatten(1).amax(1) <= _GREY_TOLERANCE
-        return torch.where(is_grey.view(-1, 1, 1, 1), grey.expand_as(textures), textures)
+        return _on_rows(textures, is_grey.cpu(), lambda rows: _luma(textures[rows]).expand(-1, 3, -1, -1))
 
     def synthesize(self, images: Tensor, apply_defect: Tensor | None = None) -> DefectBatch:
         """Light-augment a batch and blend synthetic defects into some of its images.

@@ -20,14 +20,18 @@ from anomalib_recsem.data.synthetic_defect import (
     DefectBatch,
     SyntheticDefect,
     _affine_matrix,
+    _at_least,
     _autocontrast,
     _brightness,
     _equalize,
     _hsv_parts,
     _hsv_to_rgb,
     _hue_saturation,
+    _positive,
     _posterize,
+    _remainder,
     _rotate_about_centre,
+    _select,
     _sharpness,
     _warp,
     augment_sources,
@@ -487,6 +491,35 @@ def _colour_cases() -> torch.Tensor:
     images[1] = 0
     images[1, 0, :8], images[1, 1, 4:12], images[1, 2, 8:] = 1, 1, 1  # the primaries and their mixes
     return images
+
+
+def _edge_floats(*points: float) -> torch.Tensor:
+    """Each point, the floats next to it, and a spread of values (float32)."""
+    points_t = torch.tensor(points)
+    up, down = torch.nextafter(points_t, points_t + 1), torch.nextafter(points_t, points_t - 1)
+    spread = torch.rand(4000, generator=torch.Generator().manual_seed(0)) * 18 - 6
+    return torch.cat([points_t, up, down, spread])
+
+
+def test_arithmetic_selections_equal_torch_bit_for_bit() -> None:
+    """The where/remainder replacements give exactly torch's floats, at the boundaries too."""
+    x = _edge_floats(-6.0, -1.0, -0.0, 0.0, 1e-40, 1.0, 5.0, 6.0, 11.0)
+    x = x[(x >= -6) & (x < 12)]
+    underflows = (x < 0) & (x / 6 == 0)  # the documented exception: kept as x, torch gives x + 6
+    assert underflows.any()
+    assert torch.equal(_remainder(x, 6)[~underflows], torch.remainder(x, 6)[~underflows])
+    assert torch.equal(_remainder(x, 6)[underflows], x[underflows])
+    assert torch.equal(_remainder(x + 5, 6)[x >= -5], torch.remainder(x + 5, 6)[x >= -5])
+
+    y = x.flip(0)
+    assert torch.equal(_at_least(x, y), (x >= y).float())
+    assert torch.equal(_at_least(x, x), torch.ones_like(x))  # equal floats, subnormals included
+    non_negative = x.abs()
+    assert torch.equal(_positive(non_negative), (non_negative > 0).float())
+
+    weight = (x > 1).float()
+    a, b = x * 3 + 1e-7, y / 7
+    assert torch.equal(_select(weight, a, b), torch.where(x > 1, a, b))
 
 
 def test_hsv_conversions_match_kornia() -> None:
