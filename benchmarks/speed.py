@@ -307,22 +307,35 @@ def summarise(output: Path) -> Path:
     if revisions:
         # One group per invocation, named by its first row's time: revisions are compared only
         # within the rounds that interleaved them. An invocation times each (round, size,
-        # revision) once, so a repeat starts the next one.
-        cells: dict[tuple[str, str, str, str, str, str], list[float]] = {}
+        # revision) once, so a repeat starts the next one. Each revision is also put against the
+        # invocation's first revision round by round: the median of those ratios is what the
+        # interleaving makes comparable when the machine's speed drifts between rounds.
+        cells: dict[tuple[str, str, str, str, str, str], dict[str, float]] = {}
+        first: dict[str, str] = {}
         started, seen = "", set()
         for row in revisions:
             timed = (row["round"], row["image_size"], row["revision"])
             if not started or timed in seen:
                 started, seen = row["finished_at"][:16].replace("T", " "), set()
+                first[started] = row["revision"]
             seen.add(timed)
             key = (started, row["device"], row["source"], row["image_size"], row["revision"], row["commit"])
-            cells.setdefault(key, []).append(float(row["ms_per_batch"]))
+            cells.setdefault(key, {})[row["round"]] = float(row["ms_per_batch"])
+        reference = {(run, size): rounds for (run, _, _, size, revision, _), rounds in cells.items()
+                     if revision == first[run]}
+
+        def ratio(run: str, size: str, rounds: dict[str, float]) -> str:
+            baseline = reference.get((run, size), {})
+            shared = [rounds[key] / baseline[key] for key in rounds if key in baseline]
+            return f"{statistics.median(shared):.2f}" if shared else "-"
+
         lines += ["", "## Defect synthesis across revisions (`synthesis_revisions.py`: interleaved, batch of 8)", "",
-                  "| run started | device | source | px | revision | commit | rounds | median ms per batch | range |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {run} | {device} | {source} | {size} | {revision} | {commit} | {len(values)} | "
-                  f"{statistics.median(values):.1f} | {min(values):.1f}-{max(values):.1f} |"
-                  for (run, device, source, size, revision, commit), values in sorted(cells.items(), key=lambda item: (
+                  "| run started | device | source | px | revision | commit | rounds | median ms per batch | range "
+                  "| vs first revision |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {run} | {device} | {source} | {size} | {revision} | {commit} | {len(rounds)} | "
+                  f"{statistics.median(rounds.values()):.1f} | {min(rounds.values()):.1f}-{max(rounds.values()):.1f} | "
+                  f"{ratio(run, size, rounds)} |"
+                  for (run, device, source, size, revision, commit), rounds in sorted(cells.items(), key=lambda item: (
                       item[0][0], item[0][1], item[0][2], int(item[0][3])))]
     # Rows without a device column come from the first version of this benchmark, on the same
     # 2-core machine: the baselines the speed goals were set against.

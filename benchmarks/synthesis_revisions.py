@@ -1,22 +1,26 @@
 """Defect synthesis across git revisions: an interleaved A/B of ``SyntheticDefect`` on the CPU.
 
-Timings of a few milliseconds drift by tens of percent between processes on a shared 2-core
-machine, so two revisions are only comparable when measured side by side. Each revision's
-``anomalib_recsem`` is extracted with ``git archive`` and timed in a process of its own
-(``WORKTREE`` is the checkout as it is), and the rounds alternate the revisions. A call is
+Timings of a few milliseconds drift by tens of percent within minutes on a shared 2-core
+machine: the same revision, timed over 100 calls in processes a minute apart, gave medians
+from 12.6 to 22.9 ms. So each revision's ``anomalib_recsem`` (extracted with ``git archive``;
+``WORKTREE`` is the checkout as it is) runs in a process of its own that stays alive, and the
+processes take turns, ``--calls`` calls at a time (one by default), only one of them running
+at a time: every round of every revision sees the same machine state within a fraction of a second. A call is
 ``synthesize`` on a batch of 8 random images, half of them chosen for a defect, with the
-textures already decoded, as in training; each process reports the median of ``--calls``
-calls after 5 untimed ones.
+textures already decoded, as in training, after 5 untimed calls.
 
-Rows go to ``benchmarks/results/synthesis_revisions.csv``; ``speed.py --summarise-only``
-puts the medians over rounds into ``SPEED.md``. Command (repository root)::
+Rows (one per revision and round, its median) go to ``benchmarks/results/synthesis_revisions.csv``;
+``speed.py --summarise-only`` puts into ``SPEED.md`` the median over rounds and, per revision,
+the median over rounds of its ratio to the first revision in the same round. Command
+(repository root)::
 
-    uv run python benchmarks/synthesis_revisions.py d3d6325 WORKTREE --sizes 128 256 --rounds 3
+    uv run python benchmarks/synthesis_revisions.py d3d6325 WORKTREE --sizes 128 256 --rounds 400
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,10 +36,11 @@ COLUMNS = ("revision", "commit", "source", "image_size", "batch_size", "round", 
 WORKTREE = "WORKTREE"
 
 # Runs in a fresh interpreter with the revision's package first on the path. It uses only
-# the API that every revision since the batched rewrite has.
+# the API that every revision since the batched rewrite has. After set-up it prints "ready",
+# then for each number n read from stdin times n calls and prints their milliseconds; 0 ends it.
 _TIMER = r"""
-import statistics, sys, time
-root, size, calls, source, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+import sys, time
+root, size, source, threads = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 sys.path.insert(0, root)
 import torch
 torch.set_num_threads(threads)
@@ -52,14 +57,55 @@ if folder is not None:  # training decodes each file once (and resizes it, where
         folder.textures(chunk, *shape) if hasattr(folder, "textures") else folder.load(chunk)
 generator = torch.Generator().manual_seed(0)
 images = torch.rand(8, 3, size, size, generator=generator)
-durations = []
-for _ in range(calls + 5):
+def call():
     flags = torch.rand(8, generator=generator) < 0.5
     started = time.perf_counter()
     transform.synthesize(images, flags)
-    durations.append(time.perf_counter() - started)
-print(1000 * statistics.median(durations[5:]))
+    return 1000 * (time.perf_counter() - started)
+for _ in range(5):
+    call()
+print("ready", flush=True)
+for line in sys.stdin:
+    if int(line) == 0:
+        break
+    print(" ".join(f"{call():.4f}" for _ in range(int(line))), flush=True)
 """
+
+
+class _Timer:
+    """One revision's timing process at one image size, idle until asked for a round."""
+
+    def __init__(self, revision: str, commit: str, root: Path, size: int, args: argparse.Namespace,
+                 log: Path) -> None:
+        self.revision, self.commit, self.log = revision, commit, log
+        self.errors = log.open("w")
+        self.process = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-c", _TIMER, str(root), str(size), args.source, str(args.threads)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, text=True)
+        self._read()  # "ready"
+
+    def _read(self) -> str:
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            msg = (f"timing revision {self.revision!r} ({self.commit}) failed:\n"
+                   f"{self.log.read_text(errors='replace')[-2000:]}")
+            raise SystemExit(msg)
+        return line
+
+    def time(self, calls: int) -> float:
+        """The median milliseconds of ``calls`` calls."""
+        self.process.stdin.write(f"{calls}\n")
+        self.process.stdin.flush()
+        return statistics.median(float(value) for value in self._read().split())
+
+    def close(self) -> None:
+        """End the process (it is idle, waiting for a number)."""
+        if self.process.poll() is None:
+            self.process.stdin.write("0\n")
+            self.process.stdin.close()
+            self.process.wait()
+        self.errors.close()
 
 
 def _git(*arguments: str, revision: str) -> str:
@@ -97,8 +143,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", nargs="+", type=int, default=[128, 256])
     parser.add_argument("--source", default=str(harness.DTD_IMAGES),
                         help="texture folder, or 'procedural' (default: the DTD images)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--calls", type=int, default=100, help="timed calls per process")
+    parser.add_argument("--rounds", type=int, default=200, help="turns each revision takes, alternating")
+    parser.add_argument("--calls", type=int, default=1, help="timed calls per turn")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=harness.RESULTS / "synthesis_revisions.csv")
     args = parser.parse_args(argv)
@@ -108,26 +154,31 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Time every revision at every size, alternating revisions within each round."""
+    """Time every revision at every size, the revisions taking turns round by round."""
     args = parse_arguments(argv)
     source_name = "procedural" if args.source == "procedural" else Path(args.source).parent.name
     with tempfile.TemporaryDirectory() as folder:
         roots = {revision: checkout(revision, Path(folder)) for revision in args.revisions}
-        for round_index in range(args.rounds):
-            for size in args.sizes:
-                for revision, (root, commit) in roots.items():
-                    result = subprocess.run(
-                        [sys.executable, "-c", _TIMER, str(root), str(size), str(args.calls), args.source,
-                         str(args.threads)], check=False, capture_output=True, text=True)
-                    if result.returncode != 0:
-                        msg = f"timing revision {revision!r} ({commit}) at {size} px failed:\n{result.stderr[-2000:]}"
-                        raise SystemExit(msg)
-                    row = {"revision": revision, "commit": commit, "source": source_name, "image_size": size,
-                           "batch_size": 8, "round": round_index, "calls": args.calls, "threads": args.threads,
-                           "ms_per_batch": float(result.stdout.split()[-1]),
-                           "device": harness.device_name("cpu"), "finished_at": harness.now()}
-                    print(row, flush=True)  # noqa: T201
-                    harness.append_row(args.output, row, COLUMNS)
+        for size in args.sizes:
+            timers: list[_Timer] = []
+            try:
+                for index, (revision, (root, commit)) in enumerate(roots.items()):
+                    log = Path(folder) / f"timer{index}_{size}.log"
+                    timers.append(_Timer(revision, commit, root, size, args, log))
+                for round_index in range(args.rounds):
+                    # Who goes first rotates, so that no revision always follows the same one.
+                    turn = round_index % len(timers)
+                    for timer in timers[turn:] + timers[:turn]:
+                        milliseconds = timer.time(args.calls)
+                        harness.append_row(args.output, {
+                            "revision": timer.revision, "commit": timer.commit, "source": source_name,
+                            "image_size": size, "batch_size": 8, "round": round_index, "calls": args.calls,
+                            "threads": args.threads, "ms_per_batch": milliseconds,
+                            "device": harness.device_name("cpu"), "finished_at": harness.now()}, COLUMNS)
+                        print(f"{size} px, round {round_index}: {timer.revision} {milliseconds:.1f} ms", flush=True)  # noqa: T201
+            finally:
+                for timer in timers:
+                    timer.close()
     return 0
 
 

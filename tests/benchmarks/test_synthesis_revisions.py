@@ -60,8 +60,8 @@ def test_texture_files_are_timed_with_their_cache_warm(tmp_path: Path) -> None:
 
 
 def test_each_run_is_summarised_apart(tmp_path: Path) -> None:
-    def row(minute: int, round_index: int, value: float) -> dict[str, object]:
-        return {"revision": "abc1234", "commit": "abc1234", "source": "dtd", "image_size": 128, "batch_size": 8,
+    def row(minute: int, round_index: int, value: float, revision: str = "abc1234") -> dict[str, object]:
+        return {"revision": revision, "commit": revision, "source": "dtd", "image_size": 128, "batch_size": 8,
                 "round": round_index, "calls": 100, "threads": 2, "ms_per_batch": value, "device": "cpu",
                 "finished_at": f"2026-12-02T05:{minute:02d}:30+00:00"}
 
@@ -70,5 +70,23 @@ def test_each_run_is_summarised_apart(tmp_path: Path) -> None:
     harness.write_rows(tmp_path / "synthesis_revisions.csv", rows, synthesis_revisions.COLUMNS)
     speed.summarise(tmp_path)
     summary = (tmp_path / "SPEED.md").read_text()
-    assert "| 2026-12-02 05:10 | cpu | dtd | 128 | abc1234 | abc1234 | 2 | 11.0 | 10.0-12.0 |" in summary
-    assert "| 2026-12-02 05:40 | cpu | dtd | 128 | abc1234 | abc1234 | 1 | 30.0 | 30.0-30.0 |" in summary
+    assert "| 2026-12-02 05:10 | cpu | dtd | 128 | abc1234 | abc1234 | 2 | 11.0 | 10.0-12.0 | 1.00 |" in summary
+    assert "| 2026-12-02 05:40 | cpu | dtd | 128 | abc1234 | abc1234 | 1 | 30.0 | 30.0-30.0 | 1.00 |" in summary
+
+
+def test_revisions_are_compared_round_by_round(tmp_path: Path) -> None:
+    """The ratio column pairs rounds: a machine that slows down between rounds does not show."""
+    def row(round_index: int, revision: str, value: float) -> dict[str, object]:
+        return {"revision": revision, "commit": revision, "source": "dtd", "image_size": 256, "batch_size": 8,
+                "round": round_index, "calls": 10, "threads": 2, "ms_per_batch": value, "device": "cpu",
+                "finished_at": "2026-12-02T05:10:30+00:00"}
+
+    # The machine's speed changes from round to round, and the order rotates; "new" is 10 %
+    # slower than "old" in every round, which the ratio gives exactly.
+    rows = [row(0, "old", 10.0), row(0, "new", 11.0), row(1, "new", 20.0), row(1, "old", 18.0),
+            row(2, "old", 20.0), row(2, "new", 22.0), row(3, "new", 44.0), row(3, "old", 40.0)]
+    harness.write_rows(tmp_path / "synthesis_revisions.csv", rows, synthesis_revisions.COLUMNS)
+    speed.summarise(tmp_path)
+    summary = (tmp_path / "SPEED.md").read_text()
+    assert "| 256 | old | old | 4 | 19.0 | 10.0-40.0 | 1.00 |" in summary
+    assert "| 256 | new | new | 4 | 21.0 | 11.0-44.0 | 1.10 |" in summary
