@@ -82,7 +82,11 @@ class _Timer:
         self.process = subprocess.Popen(  # noqa: S603
             [sys.executable, "-c", _TIMER, str(root), str(size), args.source, str(args.threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, text=True)
-        self._read()  # "ready"
+        try:
+            self._read()  # "ready"
+        except SystemExit:
+            self.errors.close()
+            raise
 
     def _read(self) -> str:
         line = self.process.stdout.readline()
@@ -175,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "image_size": size, "batch_size": 8, "round": round_index, "calls": args.calls,
                             "threads": args.threads, "ms_per_batch": milliseconds,
                             "device": harness.device_name("cpu"), "finished_at": harness.now()}, COLUMNS)
-                        print(f"{size} px, round {round_index}: {timer.revision} {milliseconds:.1f} ms", flush=True)  # noqa: T201
+                        message = f"{size} px, round {round_index}: {timer.revision} {milliseconds:.1f} ms"
+                        print(message, flush=True)  # noqa: T201
             finally:
                 for timer in timers:
                     timer.close()
