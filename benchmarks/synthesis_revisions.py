@@ -169,18 +169,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for index, (revision, (root, commit)) in enumerate(roots.items()):
                     log = Path(folder) / f"timer{index}_{size}.log"
                     timers.append(_Timer(revision, commit, root, size, args, log))
+                rows = []
                 for round_index in range(args.rounds):
                     # Who goes first rotates, so that no revision always follows the same one.
                     turn = round_index % len(timers)
                     for timer in timers[turn:] + timers[:turn]:
                         milliseconds = timer.time(args.calls)
-                        harness.append_row(args.output, {
+                        rows.append({
                             "revision": timer.revision, "commit": timer.commit, "source": source_name,
                             "image_size": size, "batch_size": 8, "round": round_index, "calls": args.calls,
                             "threads": args.threads, "ms_per_batch": milliseconds,
-                            "device": harness.device_name("cpu"), "finished_at": harness.now()}, COLUMNS)
+                            "device": harness.device_name("cpu"), "finished_at": harness.now()})
                         message = f"{size} px, round {round_index}: {timer.revision} {milliseconds:.1f} ms"
                         print(message, flush=True)  # noqa: T201
+                # Written once per size: rewriting the CSV after every call would put file I/O
+                # between the timed calls, thousands of times.
+                harness.write_rows(args.output, [*harness.read_rows(args.output), *rows], COLUMNS)
             finally:
                 for timer in timers:
                     timer.close()

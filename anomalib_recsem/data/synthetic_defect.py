@@ -99,6 +99,11 @@ def _positive(x: Tensor) -> Tensor:
     return torch.sign(x)
 
 
+def _or_one(x: Tensor) -> Tensor:
+    """``x``, with 1 where it is 0 (a divisor), for ``x >= 0``."""
+    return x + (1 - _positive(x))
+
+
 def _at_least(x: Tensor, y: Tensor) -> Tensor:
     """``1.0`` where ``x >= y``, else ``0.0`` (a float difference is zero only for equal floats)."""
     return (torch.sign(x - y) + 1).clamp_(max=1)
@@ -289,7 +294,7 @@ def _hue_saturation(x: Tensor, generator: torch.Generator | None) -> Tensor:
     hue = _uniform(count, -50 / 255, 50 / 255, generator).to(x).view(-1, 1, 1, 1) * 6  # hue in sixths of a turn
     saturation = _uniform(count, -50 / 255, 50 / 255, generator).to(x).view(-1, 1, 1, 1)
     value, sixths, chroma = _hsv_parts(x)
-    new_saturation = (chroma / (value + (1 - _positive(value))) + saturation).clamp(0, 1)
+    new_saturation = (chroma / _or_one(value) + saturation).clamp(0, 1)
     return _hsv_to_rgb(_remainder(sixths + hue, 6), new_saturation, value).clamp(0, 1)
 
 
@@ -302,7 +307,7 @@ def _hsv_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     red, green, blue = x[:, :1], x[:, 1:2], x[:, 2:]
     value, minimum = x.amax(1, keepdim=True), x.amin(1, keepdim=True)
     chroma = value - minimum
-    divisor = chroma + (1 - _positive(chroma))  # 1 where chroma is 0
+    divisor = _or_one(chroma)
     sixths = _select(
         _at_least(red, green) * _at_least(red, blue),
         (green - blue) / divisor,
