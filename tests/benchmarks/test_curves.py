@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import curves, defect_types, gpu_campaign, harness
 
@@ -57,6 +58,26 @@ def test_interrupted_run_continues_from_its_checkpoint(tmp_path: Path) -> None:
     assert curves.main(["--smoke", "--output", str(tmp_path), "--models", "recsem", "--steps", "6"]) == 0
     steps = [int(row["step"]) for row in harness.read_rows(csv_path)]
     assert steps == [0, 2, 6]  # resumed at step 4 (its checkpoint), not from scratch
+
+
+@pytest.mark.slow
+def test_a_weight_averaging_variant_scores_its_averaged_weights_and_trains_on(tmp_path: Path) -> None:
+    assert curves.main(["--smoke", "--output", str(tmp_path), "--models", "recsem_ema", "--steps", "6"]) == 0
+    last = harness.read_rows(tmp_path / "curve_dummy.csv")[-1]
+    checkpoint = torch.load(tmp_path / "checkpoints" / "dummy_recsem_ema_seed0.ckpt", map_location="cpu",
+                            weights_only=False)
+    assert int(last["step"]) == checkpoint["global_step"] == 6
+    # Lightning saves the average as the weights and the trained ones beside them: both are there and differ.
+    averaged, trained = checkpoint["state_dict"], checkpoint["current_model_state"]
+    assert checkpoint["averaging_state"]["n_averaged"] == 6
+    assert not torch.equal(averaged["model.decoder.fusion.0.weight"], trained["model.decoder.fusion.0.weight"])
+    # The point scored the averaged weights, not the trained ones.
+    data = harness.EvaluationSet(tmp_path / "data" / "mvtec", "dummy", 64, stride=2)  # curves.py scores every 2nd
+    for weights, same in ((averaged, True), (trained, False)):
+        module = harness.recsem("recsem_tiny", image_size=64, visualizer=False, anomaly_source=None)
+        module.load_state_dict(weights)
+        error = harness.evaluate(module, data)["reconstruction_error"]
+        assert (error == pytest.approx(float(last["reconstruction_error"]), rel=1e-4)) is same
 
 
 @pytest.mark.slow
