@@ -18,6 +18,7 @@ from anomalib.data import MVTecAD
 from anomalib.deploy import ExportType, OpenVINOInferencer, TorchInferencer
 from anomalib.engine import Engine
 from anomalib.metrics import AUPRO
+from lightning.pytorch.callbacks import EMAWeightAveraging
 from PIL import Image
 
 from anomalib_recsem import RecSem
@@ -44,6 +45,19 @@ def test_fit_learns_thresholds(trained: dict) -> None:
     post_processor = trained["model"].post_processor
     assert torch.isfinite(post_processor.image_threshold)
     assert torch.isfinite(post_processor.pixel_threshold)
+
+
+def test_weight_averaging_leaves_nan_thresholds_as_recsem_warns(mvtec_root: Path, tmp_path: Path) -> None:
+    """The behaviour behind RecSem's warning: if Lightning or anomalib ever fix it, this fails and the warning goes."""
+    datamodule = MVTecAD(root=mvtec_root, category="dummy", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    model = RecSem(**TINY_RECSEM)
+    engine = Engine(default_root_dir=tmp_path, max_epochs=2, logger=False, accelerator="cpu", devices=1,
+                    callbacks=[EMAWeightAveraging(decay=0.5)])
+    with pytest.warns(UserWarning, match="WeightAveraging"):
+        engine.fit(model=model, datamodule=datamodule)
+    assert torch.isnan(model.post_processor.image_threshold)
+    engine.validate(model=model, datamodule=datamodule)  # what the warning tells the user to do
+    assert torch.isfinite(model.post_processor.image_threshold)
 
 
 def test_test_reports_metrics_including_aupro(trained: dict) -> None:

@@ -25,6 +25,8 @@ from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
+from lightning.pytorch.callbacks import WeightAveraging
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 
@@ -221,10 +223,21 @@ class RecSem(SafeExportMixin, AnomalibModule):
         ]
 
     def on_fit_start(self) -> None:
-        """Fail before the first step when the defect source is unusable; set the memory format."""
+        """Fail before the first step when the defect source is unusable; set the memory format.
+
+        Warns when a Lightning weight-averaging callback is installed: it averages every buffer
+        of the module, the post-processor's too, which ends training with NaN thresholds.
+        """
         _ = self.synthetic_defect
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if self._trainer is not None and any(isinstance(callback, WeightAveraging)
+                                             for callback in self._trainer.callbacks):
+            rank_zero_warn(
+                "RecSem: a WeightAveraging callback (e.g. EMAWeightAveraging) averages every buffer of the model, "
+                "anomalib's post-processor thresholds and normalisation bounds included, so they end training as "
+                "NaN. Run Engine.validate on the trained model before testing, predicting or exporting it.",
+            )
 
     def training_loss(self, images: torch.Tensor, with_defect: torch.Tensor) -> dict[str, torch.Tensor]:
         """Everything one optimiser step computes before its backward pass.

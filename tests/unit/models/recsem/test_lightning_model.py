@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import warnings
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from anomalib.data import ImageBatch
 from anomalib.metrics import AUPRO
+from lightning.pytorch.callbacks import EMAWeightAveraging
 from torchvision.transforms.v2 import Normalize, Resize
 
 from anomalib_recsem import RecSem
@@ -85,6 +88,18 @@ def test_missing_anomaly_source_fails_when_training_starts(tmp_path) -> None:  #
     with pytest.raises(FileNotFoundError, match="anomaly_source") as error:
         model.on_fit_start()
     assert str(missing) in str(error.value)
+
+
+def test_weight_averaging_callbacks_are_warned_about_the_post_processor_buffers() -> None:
+    model = RecSem(**TINY)
+    model.trainer = pl.Trainer(callbacks=[EMAWeightAveraging()], logger=False, enable_checkpointing=False)
+    with pytest.warns(UserWarning, match="NaN"):
+        model.on_fit_start()
+    quiet = RecSem(**TINY)
+    quiet.trainer = pl.Trainer(logger=False, enable_checkpointing=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quiet.on_fit_start()
 
 
 def test_schedule_is_the_authors() -> None:
