@@ -72,8 +72,7 @@ def run(model_name: str, variant: str, seed: int, args: argparse.Namespace) -> d
     module = build(model_name, variant, args)
     hparams = dict(module.hparams) if model_name == "recsem" else {}
     width = harness.draem_width(args.width, args.preset)  # Draem's; 0 is its stock 128/64
-    datamodule = harness.magnetic_tile(args.batch_size, num_workers=args.workers, root=args.root)
-    datamodule.category = args.category
+    datamodule = harness.datamodule(args.root, args.category, args.batch_size, num_workers=args.workers)
     row: dict[str, Any] = {
         "model": model_name, "variant": variant, "seed": seed, "category": args.category,
         "image_size": args.image_size, "epochs": args.epochs, "batch_size": args.batch_size,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import logging
+import math
 import sys
 import tempfile
 import warnings
@@ -167,8 +168,7 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> None:
              "threads": args.threads, "precision": args.precision, "device": harness.device_name(args.accelerator)}
     data = harness.EvaluationSet(args.root, args.category, args.image_size, stride=args.eval_stride)
     recorder = CurveRecorder(data, args.every, csv_path, checkpoint, clock, fixed, args.max_seconds)
-    datamodule = harness.magnetic_tile(args.batch_size, num_workers=args.workers, root=args.root)
-    datamodule.category = args.category
+    datamodule = harness.datamodule(args.root, args.category, args.batch_size, num_workers=args.workers)
     with tempfile.TemporaryDirectory() as folder:
         # before the recorder, so that a point sees the average updated with that step
         extra = [CALLBACK_VARIANTS[model_name]()] if model_name in CALLBACK_VARIANTS else []
@@ -203,8 +203,9 @@ def plot(csv_path: Path, png: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     rows = harness.read_rows(csv_path)
-    metrics = ("image_AUROC", "pixel_AUPRO", "reconstruction_spread", "residual_pixel_AUROC")
-    figure, axes = plt.subplots(2, len(metrics), figsize=(4.2 * len(metrics), 7), squeeze=False)
+    metrics = [metric for metric in ("image_AUROC", "pixel_AUPRO", "reconstruction_spread", "residual_pixel_AUROC")
+               if any(math.isfinite(float(row[metric])) for row in rows)]  # none for pixels without masks
+    figure, axes = plt.subplots(2, len(metrics), figsize=(max(4.2 * len(metrics), 12), 7), squeeze=False)
     for colour, model_name in enumerate(sorted({row["model"] for row in rows})):
         mine = [row for row in rows if row["model"] == model_name]
         runs = {seed: sorted((row for row in mine if row["seed"] == seed), key=lambda row: int(row["step"]))
@@ -279,6 +280,13 @@ def summarise(csv_path: Path, path: Path) -> Path:
              "second test image. Spread: per-pixel standard deviation across images of the reconstructions over",
              "that of the inputs (0: one image whatever the input).", "",
              f"![curves]({csv_path.with_suffix('.png').name})", ""]
+    # Data with image labels only (no masks) leaves the pixel columns NaN: they are left out.
+    pixels = any(math.isfinite(float(row["pixel_AUPRO"])) for row in rows)
+    columns = {"seconds": "seconds", "image_AUROC": "image AUROC", "pixel_AUPRO": "pixel AUPRO",
+               "pixel_AUROC": "pixel AUROC", "reconstruction_spread": "spread",
+               "residual_pixel_AUROC": "residual pixel AUROC"}
+    if not pixels:
+        columns = {key: name for key, name in columns.items() if "pixel" not in key}
     for model_name in sorted({row["model"] for row in rows}):
         mine = [row for row in rows if row["model"] == model_name]
         first = mine[0]
@@ -286,13 +294,11 @@ def summarise(csv_path: Path, path: Path) -> Path:
                   f"{first['preset']} preset settings, {first['image_size']} px, batch {first['batch_size']}, width "
                   f"{first['width']}, textures {first['textures']}, {first['precision']}, {first['threads']} thread(s) "
                   f"per run on {first['device']}.", "",
-                  "| step | seeds | seconds | image AUROC | pixel AUPRO | pixel AUROC | spread | residual pixel AUROC |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| step | seeds | " + " | ".join(columns.values()) + " |", "|---|---|" + "---|" * len(columns)]
         for step in sorted({int(row["step"]) for row in mine}):
             group = [row for row in mine if int(row["step"]) == step]
             cells = []
-            for column in ("seconds", "image_AUROC", "pixel_AUPRO", "pixel_AUROC", "reconstruction_spread",
-                           "residual_pixel_AUROC"):
+            for column in columns:
                 mean, std = harness.mean_std([float(row[column]) for row in group])
                 cells.append(f"{mean:.0f}" if column == "seconds" else f"{mean:.3f} ± {std:.3f}")
             lines.append(f"| {step} | {len(group)} | {' | '.join(cells)} |")
@@ -302,26 +308,27 @@ def summarise(csv_path: Path, path: Path) -> Path:
         lines += ["## RecSem against Draem, seed by seed", "",
                   "Means over the seeds that both models reached at that step; `≥` counts those seeds where",
                   "RecSem is at or above Draem.", "",
-                  "| step | seeds | image AUROC RecSem | Draem | ≥ | pixel AUPRO RecSem | Draem | ≥ |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| step | seeds | image AUROC RecSem | Draem | ≥ |" + (" pixel AUPRO RecSem | Draem | ≥ |" if pixels else ""),
+                  "|---|---|---|---|---|" + ("---|---|---|" if pixels else "")]
         auroc = paired_comparison(rows, "recsem", "draem", "image_AUROC")
         aupro = {entry[0]: entry for entry in paired_comparison(rows, "recsem", "draem", "pixel_AUPRO")}
         for step, seeds, ours, theirs, wins in auroc:
             _, _, pro_ours, pro_theirs, pro_wins = aupro[step]
-            lines.append(f"| {step} | {seeds} | {ours:.3f} | {theirs:.3f} | {wins}/{seeds} | "
-                         f"{pro_ours:.3f} | {pro_theirs:.3f} | {pro_wins}/{seeds} |")
+            lines.append(f"| {step} | {seeds} | {ours:.3f} | {theirs:.3f} | {wins}/{seeds} |" + (
+                f" {pro_ours:.3f} | {pro_theirs:.3f} | {pro_wins}/{seeds} |" if pixels else ""))
         lines.append("")
     lines += [f"## Within {BUDGET_SECONDS / 3600:.0f} hours of training", "",
               "Each run's last point within the budget, and its best image AUROC and pixel AUPRO among the points",
               "up to there (each chosen on the scored test images, so optimistic). Goal: 0.90 and 0.80. A run cut",
               "short by `--max-seconds` has not used the whole budget.", "",
-              "| model | seed | last step | its seconds | image AUROC | pixel AUPRO | best image AUROC | best pixel AUPRO |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| model | seed | last step | its seconds | image AUROC |" + (" pixel AUPRO |" if pixels else "")
+              + " best image AUROC |" + (" best pixel AUPRO |" if pixels else ""),
+              "|---|---|---|---|---|---|" + ("---|---|" if pixels else "")]
     for model_name in sorted(models):
         for entry in within_budget(rows, model_name):
             lines.append(f"| {model_name} | {entry['seed']} | {entry['last_step']} | {entry['last_seconds']:.0f} | "
-                         f"{entry['image_AUROC']:.3f} | {entry['pixel_AUPRO']:.3f} | "
-                         f"{entry['best_image_AUROC']:.3f} | {entry['best_pixel_AUPRO']:.3f} |")
+                         f"{entry['image_AUROC']:.3f} |" + (f" {entry['pixel_AUPRO']:.3f} |" if pixels else "")
+                         + f" {entry['best_image_AUROC']:.3f} |" + (f" {entry['best_pixel_AUPRO']:.3f} |" if pixels else ""))
     lines.append("")
     path.write_text("\n".join(lines))
     return path

@@ -76,10 +76,11 @@ def hardest_images(module: LightningModule, data: harness.EvaluationSet, scores:
     with torch.no_grad():
         output, reconstruction = harness.predict(module, data.images[chosen])
     module.train(was_training)
-    maps = output.anomaly_map.float().reshape(len(chosen), 1, *data.masks.shape[1:])
+    maps = output.anomaly_map.float().reshape(len(chosen), 1, *data.images.shape[-2:])
     maps = maps / maps.flatten(1).amax(1).clamp(min=1e-6).view(-1, 1, 1, 1)  # each map to its own maximum
-    panels = [data.images[chosen], reconstruction.float().clamp(0, 1), maps.expand(-1, 3, -1, -1),
-              data.masks[chosen].float().unsqueeze(1).expand(-1, 3, -1, -1)]
+    panels = [data.images[chosen], reconstruction.float().clamp(0, 1), maps.expand(-1, 3, -1, -1)]
+    if data.masks is not None:
+        panels.append(data.masks[chosen].float().unsqueeze(1).expand(-1, 3, -1, -1))
     grid = torch.cat([torch.cat(list(panel), dim=1) for panel in panels], dim=2)  # rows: images; columns: panels
     Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
 
@@ -150,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(f"{r['image_AUROC']:.3f}" for r in mine) + " |")
     lines += ["", "What each model does with its hardest images: rows are the three defect-free images it scores "
               "highest, then the three defective images it scores lowest; columns are input, reconstruction, "
-              "anomaly map (scaled to its own maximum) and ground-truth mask.", ""]
+              "anomaly map (scaled to its own maximum) and, where the data has masks, ground-truth mask.", ""]
     lines += [f"![{path.stem}]({path.name})" for path in sorted(args.output.glob(f"hardest_{args.category}_*.png"))]
     name = "DEFECT_TYPES.md" if args.category == "magnetic_tile" else f"DEFECT_TYPES_{args.category}.md"
     summary = args.output / name

@@ -21,7 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from anomalib.data import ImageBatch, InferenceBatch, MVTecAD
+from anomalib.data import Folder, ImageBatch, InferenceBatch, MVTecAD
+from anomalib.data.datamodules.base.image import AnomalibDataModule
+from anomalib.data.datasets.base.image import AnomalibDataset
+from anomalib.data.datasets.image.folder import FolderDataset
 from anomalib.data.datasets.image.mvtecad import MVTecADDataset
 from anomalib.metrics import AUPRO
 from anomalib.models import Draem
@@ -109,10 +112,42 @@ def draem(image_size: int, width: int | None = None, dtd: Path = DTD_IMAGES) -> 
     return model
 
 
-def magnetic_tile(batch_size: int = 8, num_workers: int = 2, root: Path = SHARED_DATASETS) -> MVTecAD:
-    """The Magnetic Tile Defect dataset (MVTec AD layout) as anomalib's datamodule."""
-    return MVTecAD(root=root, category="magnetic_tile", train_batch_size=batch_size, eval_batch_size=32,
-                   num_workers=num_workers)
+def has_masks(root: Path, category: str) -> bool:
+    """Whether ``root/category`` (MVTec AD layout) has pixel masks; without ``ground_truth/`` it has image labels only."""
+    return (Path(root) / category / "ground_truth").is_dir()
+
+
+def _folders(root: Path, category: str) -> dict[str, Any]:
+    """anomalib ``Folder`` arguments for an MVTec AD-layout category without masks: every test folder but ``good`` is a defect."""
+    test = Path(root) / category / "test"
+    defects = sorted(folder.name for folder in test.iterdir() if folder.is_dir() and folder.name != "good")
+    if not defects:
+        msg = f"{test} holds no defect folder (test/<defect type>/ beside test/good/)."
+        raise FileNotFoundError(msg)
+    return {"name": category, "root": Path(root) / category, "normal_dir": "train/good",
+            "normal_test_dir": "test/good", "abnormal_dir": [f"test/{name}" for name in defects]}
+
+
+def datamodule(root: Path = SHARED_DATASETS, category: str = "magnetic_tile", batch_size: int = 8,
+               num_workers: int = 2) -> AnomalibDataModule:
+    """``root/category`` in MVTec AD layout as anomalib's datamodule.
+
+    A category with ``ground_truth/`` masks is read by ``MVTecAD``; one with image labels only
+    (``train/good``, ``test/good``, ``test/<defect type>``) by ``Folder``, whose test images then
+    have no masks.
+    """
+    if has_masks(root, category):
+        return MVTecAD(root=root, category=category, train_batch_size=batch_size, eval_batch_size=32,
+                       num_workers=num_workers)
+    return Folder(**_folders(root, category), train_batch_size=batch_size, eval_batch_size=32,
+                  num_workers=num_workers)
+
+
+def dataset(root: Path, category: str, split: str, augmentations: Any = None) -> AnomalibDataset:  # noqa: ANN401
+    """One split of ``root/category`` as anomalib reads it (see :func:`datamodule`)."""
+    if has_masks(root, category):
+        return MVTecADDataset(root=root, category=category, split=split, augmentations=augmentations)
+    return FolderDataset(**_folders(root, category), split=split, augmentations=augmentations)
 
 
 def parse_with_smoke(parser: Any, argv: Sequence[str] | None, **defaults: Any) -> Any:  # noqa: ANN401
@@ -151,7 +186,7 @@ class EvaluationSet:
 
     Args:
         root: MVTec AD-layout root.
-        category: Category folder.
+        category: Category folder (with or without ``ground_truth/``, see :func:`datamodule`).
         image_size: Side the images are resized to.
         stride: Keep every ``stride``-th image (in the dataset's sorted order, so every
             defect type keeps its share).
@@ -159,19 +194,20 @@ class EvaluationSet:
     """
 
     def __init__(self, root: Path, category: str, image_size: int, stride: int = 1, split: str = "test") -> None:
-        dataset = MVTecADDataset(root=root, category=category, split=split,
-                                 augmentations=Resize((image_size, image_size), antialias=True))
-        loader = torch.utils.data.DataLoader(dataset, batch_size=32, collate_fn=dataset.collate_fn)
+        images_of = dataset(root, category, split, Resize((image_size, image_size), antialias=True))
+        loader = torch.utils.data.DataLoader(images_of, batch_size=32, collate_fn=images_of.collate_fn)
         images, labels, masks = [], [], []
         for batch in loader:
             images.append(batch.image)
             labels.append(batch.gt_label)
-            masks.append(batch.gt_mask.reshape(batch.image.shape[0], image_size, image_size))
+            if batch.gt_mask is not None:
+                masks.append(batch.gt_mask.reshape(batch.image.shape[0], image_size, image_size))
         self.images = torch.cat(images)[::stride].contiguous()
         self.labels = torch.cat(labels).long()[::stride]
-        self.masks = torch.cat(masks).bool()[::stride].contiguous()
-        #: Test folder of each image: ``good`` or the defect type.
-        self.defect_types: list[str] = [str(name) for name in dataset.samples.label][::stride]
+        #: ``(N, H, W)`` pixel labels; None for a dataset with image labels only.
+        self.masks = torch.cat(masks).bool()[::stride].contiguous() if masks else None
+        #: Folder of each image: ``good`` or the defect type.
+        self.defect_types: list[str] = [Path(path).parent.name for path in images_of.samples.image_path][::stride]
 
 
 def predict(module: LightningModule, images: torch.Tensor) -> tuple[Any, torch.Tensor]:
@@ -211,25 +247,30 @@ def evaluate(module: LightningModule, data: EvaluationSet, batch_size: int = 32)
     scores, maps = [], []
     error, spread, residual = ReconstructionError(), ReconstructionSpread(), ResidualAUROC()
     for rows, output, reconstruction in _predicted_batches(module, data.images, batch_size):
-        images, labels, masks = data.images[rows], data.labels[rows], data.masks[rows]
+        images, labels = data.images[rows], data.labels[rows]
         scores.append(output.pred_score.float().cpu())
-        maps.append(output.anomaly_map.float().cpu().reshape(masks.shape))
+        maps.append(output.anomaly_map.float().cpu().reshape(-1, *images.shape[-2:]))
         reconstruction = reconstruction.float().cpu()
         error.update(images, reconstruction, labels)
         spread.update(images, reconstruction)
-        residual.update(images, reconstruction, masks)
+        if data.masks is not None:
+            residual.update(images, reconstruction, data.masks[rows])
     score, anomaly_map = torch.cat(scores), torch.cat(maps)
-    aupro = AUPRO(fields=["anomaly_map", "gt_mask"], fpr_limit=0.3, strict=False)
-    aupro.update(ImageBatch(image=data.images[:1].expand(len(score), -1, -1, -1), anomaly_map=anomaly_map,
-                            gt_mask=data.masks))
-    return {
+    metrics = {
         "image_AUROC": float(binary_auroc(score, data.labels)),
-        "pixel_AUROC": float(binary_auroc(anomaly_map.flatten(), data.masks.flatten().long())),
-        "pixel_AUPRO": float(aupro.compute()),
+        "pixel_AUROC": math.nan,
+        "pixel_AUPRO": math.nan,
         "reconstruction_error": float(error.compute()),
         "reconstruction_spread": float(spread.compute()),
-        "residual_pixel_AUROC": float(residual.compute()),
+        "residual_pixel_AUROC": math.nan,
     }
+    if data.masks is not None:  # pixel metrics need pixel labels
+        aupro = AUPRO(fields=["anomaly_map", "gt_mask"], fpr_limit=0.3, strict=False)
+        aupro.update(ImageBatch(image=data.images[:1].expand(len(score), -1, -1, -1), anomaly_map=anomaly_map,
+                                gt_mask=data.masks))
+        metrics |= {"pixel_AUROC": float(binary_auroc(anomaly_map.flatten(), data.masks.flatten().long())),
+                    "pixel_AUPRO": float(aupro.compute()), "residual_pixel_AUROC": float(residual.compute())}
+    return metrics
 
 
 def predictions(module: LightningModule, images: torch.Tensor,
@@ -269,12 +310,12 @@ def evaluate_by_defect_type(data: EvaluationSet, score: torch.Tensor,
     for name in sorted(set(data.defect_types) - {"good"}):
         chosen = torch.tensor([kind == name for kind in data.defect_types])
         pair = chosen | normal
-        masks = data.masks[chosen]
+        masks = data.masks[chosen] if data.masks is not None else None
         rows.append({
             "defect_type": name, "images": int(chosen.sum()),
             "image_AUROC": auroc(score[pair], chosen[pair]),
-            "pixel_AUROC": auroc(anomaly_map[chosen].flatten(), masks.flatten()),
-            "mask_share": float(masks.float().mean()),
+            "pixel_AUROC": auroc(anomaly_map[chosen].flatten(), masks.flatten()) if masks is not None else math.nan,
+            "mask_share": float(masks.float().mean()) if masks is not None else math.nan,
             "median_score": float(score[chosen].median()),
         })
     return rows

@@ -7,14 +7,13 @@ small generated MVTec AD-layout dataset, with tiny widths so it runs on a CPU.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from anomalib.data import MVTecAD
+from anomalib.data import Folder, MVTecAD
 from anomalib.deploy import ExportType, OpenVINOInferencer, TorchInferencer
 from anomalib.engine import Engine
 from anomalib.metrics import AUPRO
@@ -58,6 +57,19 @@ def test_weight_averaging_leaves_nan_thresholds_as_recsem_warns(mvtec_root: Path
     assert torch.isnan(model.post_processor.image_threshold)
     engine.validate(model=model, datamodule=datamodule)  # what the warning tells the user to do
     assert torch.isfinite(model.post_processor.image_threshold)
+
+
+def test_data_with_image_labels_only_trains_and_tests_on_image_metrics(mvtec_root: Path, tmp_path: Path) -> None:
+    """anomalib's Folder without masks (as for ELPV, or a user's good/defective folders): no pixel metric, no crash."""
+    datamodule = Folder(name="dummy", root=mvtec_root / "dummy", normal_dir="train/good", normal_test_dir="test/good",
+                        abnormal_dir="test/defect", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    model = RecSem(**TINY_RECSEM)
+    engine = Engine(default_root_dir=tmp_path, max_epochs=1, logger=False, accelerator="cpu", devices=1)
+    engine.fit(model=model, datamodule=datamodule)
+    assert torch.isfinite(model.post_processor.image_threshold)
+    (results,) = engine.test(model=model, datamodule=datamodule)
+    assert 0.0 <= results["image_AUROC"] <= 1.0
+    assert not [name for name in results if name.startswith("pixel_")]
 
 
 def test_test_reports_metrics_including_aupro(trained: dict) -> None:
