@@ -191,6 +191,11 @@ def finished(csv_path: Path, model_name: str, seed: int, steps: int, max_seconds
                for row in harness.read_rows(csv_path))
 
 
+def measured(rows: Sequence[dict[str, str]], column: str) -> bool:
+    """Whether any row holds a value in ``column``: data with image labels only leaves the pixel columns NaN."""
+    return any(math.isfinite(float(row[column])) for row in rows)
+
+
 def plot(csv_path: Path, png: Path) -> None:
     """Each seed's curve (thin) and the mean over seeds (thick), against steps and against seconds.
 
@@ -204,7 +209,7 @@ def plot(csv_path: Path, png: Path) -> None:
 
     rows = harness.read_rows(csv_path)
     metrics = [metric for metric in ("image_AUROC", "pixel_AUPRO", "reconstruction_spread", "residual_pixel_AUROC")
-               if any(math.isfinite(float(row[metric])) for row in rows)]  # none for pixels without masks
+               if measured(rows, metric)]
     figure, axes = plt.subplots(2, len(metrics), figsize=(max(4.2 * len(metrics), 12), 7), squeeze=False)
     for colour, model_name in enumerate(sorted({row["model"] for row in rows})):
         mine = [row for row in rows if row["model"] == model_name]
@@ -280,13 +285,10 @@ def summarise(csv_path: Path, path: Path) -> Path:
              "second test image. Spread: per-pixel standard deviation across images of the reconstructions over",
              "that of the inputs (0: one image whatever the input).", "",
              f"![curves]({csv_path.with_suffix('.png').name})", ""]
-    # Data with image labels only (no masks) leaves the pixel columns NaN: they are left out.
-    pixels = any(math.isfinite(float(row["pixel_AUPRO"])) for row in rows)
-    columns = {"seconds": "seconds", "image_AUROC": "image AUROC", "pixel_AUPRO": "pixel AUPRO",
-               "pixel_AUROC": "pixel AUROC", "reconstruction_spread": "spread",
-               "residual_pixel_AUROC": "residual pixel AUROC"}
-    if not pixels:
-        columns = {key: name for key, name in columns.items() if "pixel" not in key}
+    pixels = measured(rows, "pixel_AUPRO")
+    columns = {key: name for key, name in {
+        "seconds": "seconds", "image_AUROC": "image AUROC", "pixel_AUPRO": "pixel AUPRO", "pixel_AUROC": "pixel AUROC",
+        "reconstruction_spread": "spread", "residual_pixel_AUROC": "residual pixel AUROC"}.items() if measured(rows, key)}
     for model_name in sorted({row["model"] for row in rows}):
         mine = [row for row in rows if row["model"] == model_name]
         first = mine[0]
