@@ -7,6 +7,10 @@ checkpoint of what the model does with its hardest images: the defect-free image
 highest and the defective ones it scores lowest (input, reconstruction, anomaly map, mask).
 The same maps are also scored by several rules (``score_window_<category>.csv``): RecSem's
 mean of the five largest values after a mean filter, at several filter sides, and the maximum.
+And the discriminator is asked what it reads (``stand_in_<category>.csv``): the test set scored
+again with its reconstruction replaced by the input itself (no difference to find) and by the
+mean training image (a reconstruction that ignores the input). A discriminator that compares
+its two images goes quiet with the input; one that scores the same segments the input alone.
 
 Image AUROC is each
 type's images against the defect-free ones; pixel AUROC is within that type's images (a
@@ -43,6 +47,8 @@ TRAIN_STRIDE = 4
 #: Image scores from each map with RecSem's rule (mean of the 5 largest values of the mean-filtered
 #: map) at these filter sides; 1 and top 1 is Draem's own rule (the map's maximum).
 SCORE_WINDOWS = (1, 5, 11, 21, 31)
+STAND_IN_COLUMNS = ("model", "seed", "step", "discriminator_gets", "image_AUROC", "pixel_AUROC",
+                    "normal_map_mean", "category", "image_size", "device", "finished_at")
 WINDOW_COLUMNS = ("model", "seed", "step", "rule", "window", "top_k", "image_AUROC", "category", "image_size",
                   "device", "finished_at")
 
@@ -108,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     data = harness.EvaluationSet(args.root, args.category, args.image_size)
     train = harness.EvaluationSet(args.root, args.category, args.image_size, stride=TRAIN_STRIDE, split="train")
-    rows, windows = [], []
+    rows, windows, stand_ins = [], [], []
+    normal = data.labels == 0
     for checkpoint in sorted((args.output / "checkpoints").glob(f"{args.category}_*_seed*.ckpt")):
         model_name, seed = checkpoint.stem.removeprefix(f"{args.category}_").rsplit("_seed", 1)
         module = load(model_name, checkpoint, args)
@@ -122,6 +129,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "finished_at": harness.now()}
         for row in [train_row, *harness.evaluate_by_defect_type(data, score, anomaly_map)]:
             rows.append({"model": model_name, "seed": int(seed), "step": step, **row, **fixed})
+        for gets, stand_in in (("its reconstruction", None), ("the input itself", data.images),
+                               ("the mean training image", train.images.mean(0).expand_as(data.images))):
+            score_, map_ = (score, anomaly_map) if stand_in is None else harness.predictions(
+                module, data.images, stand_in=stand_in)
+            stand_ins.append({"model": model_name, "seed": int(seed), "step": step, "discriminator_gets": gets,
+                              "image_AUROC": harness.auroc(score_, data.labels),
+                              "pixel_AUROC": math.nan if data.masks is None else harness.auroc(
+                                  map_.flatten(), data.masks.flatten()),
+                              "normal_map_mean": float(map_[normal].mean()), **fixed})
         maps = anomaly_map.unsqueeze(1)
         for window, top_k in [(1, 1), *((window, 5) for window in SCORE_WINDOWS)]:
             rule = "maximum" if top_k == 1 else "mean of top 5 after mean filter"
@@ -132,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     harness.write_rows(csv_path, rows, COLUMNS)
     window_path = args.output / f"score_window_{args.category}.csv"
     harness.write_rows(window_path, windows, WINDOW_COLUMNS)
+    stand_in_path = args.output / f"stand_in_{args.category}.csv"
+    harness.write_rows(stand_in_path, stand_ins, STAND_IN_COLUMNS)
     lines = [f"# Per defect type: `{csv_path.name}`", "", "Written by `benchmarks/defect_types.py` from the last "
              "checkpoint of each learning curve, on the whole test set.", "",
              "| model | seed | step | defect type | images | image AUROC | pixel AUROC | mask share | median score |",
@@ -149,6 +167,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     for key in dict.fromkeys((r["model"], r["seed"], r["step"]) for r in windows):
         mine = [r for r in windows if (r["model"], r["seed"], r["step"]) == key]
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(f"{r['image_AUROC']:.3f}" for r in mine) + " |")
+    lines += ["", "## What the discriminator reads", "",
+              "The test set scored again with the discriminator given something else in place of the "
+              "reconstruction: the input itself (nothing differs) or the mean training image (nothing follows "
+              f"the input), in `{stand_in_path.name}`. `normal map` is the mean defect probability over the "
+              "defect-free test images. A discriminator that compares its two images goes quiet when given the "
+              "input twice; one that scores about the same has learnt to segment defects from the input alone.", "",
+              "| model | seed | step | discriminator gets | image AUROC | pixel AUROC | normal map |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['seed']} | {r['step']} | {r['discriminator_gets']} | {r['image_AUROC']:.3f} | "
+              f"{r['pixel_AUROC']:.3f} | {r['normal_map_mean']:.3f} |" for r in stand_ins]
     lines += ["", "What each model does with its hardest images: rows are the three defect-free images it scores "
               "highest, then the three defective images it scores lowest; columns are input, reconstruction, "
               "anomaly map (scaled to its own maximum) and, where the data has masks, ground-truth mask.", ""]
@@ -156,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = "DEFECT_TYPES.md" if args.category == "magnetic_tile" else f"DEFECT_TYPES_{args.category}.md"
     summary = args.output / name
     summary.write_text("\n".join(lines) + "\n")
-    print(f"{csv_path}\n{window_path}\n{summary}")  # noqa: T201
+    print(f"{csv_path}\n{window_path}\n{stand_in_path}\n{summary}")  # noqa: T201
     return 0
 
 

@@ -210,30 +210,42 @@ class EvaluationSet:
         self.defect_types: list[str] = [Path(path).parent.name for path in images_of.samples.image_path][::stride]
 
 
-def predict(module: LightningModule, images: torch.Tensor) -> tuple[Any, torch.Tensor]:
-    """Eval-mode prediction and the reconstruction behind it, for RecSem or Draem, in one pass."""
+def predict(module: LightningModule, images: torch.Tensor,
+            stand_in: torch.Tensor | None = None) -> tuple[Any, torch.Tensor]:
+    """Eval-mode prediction and the reconstruction behind it, for RecSem or Draem, in one pass.
+
+    Args:
+        module: RecSem or anomalib's Draem.
+        images: Images in ``[0, 1]``, ``(B, C, H, W)``.
+        stand_in: Images in ``[0, 1]`` that the discriminator gets in place of the
+            reconstruction (returned as the reconstruction), ``(B, C, H, W)``; ``None``: the
+            model's own reconstruction.
+    """
     network = module.model
     if isinstance(module, RecSem):
-        return network.detect(images)
-    reconstruction = network.reconstructive_subnetwork(images)
+        if stand_in is None:
+            return network.detect(images)
+        return network.predict(network.discriminate(network.normalize(stand_in), images)), stand_in
+    reconstruction = network.reconstructive_subnetwork(images) if stand_in is None else stand_in
     logits = network.discriminative_subnetwork(torch.cat([images, reconstruction], dim=1))
     anomaly_map = torch.softmax(logits, dim=1)[:, 1]
     return InferenceBatch(pred_score=anomaly_map.flatten(1).amax(1), anomaly_map=anomaly_map), reconstruction
 
 
 @torch.no_grad()
-def _predicted_batches(module: LightningModule, images: torch.Tensor,
-                       batch_size: int) -> Iterator[tuple[slice, Any, torch.Tensor]]:
+def _predicted_batches(module: LightningModule, images: torch.Tensor, batch_size: int,
+                       stand_in: torch.Tensor | None = None) -> Iterator[tuple[slice, Any, torch.Tensor]]:
     """``(rows, prediction, reconstruction)`` per batch of ``images``, in eval mode on the module's device.
 
-    The module's mode is restored when the loop ends.
+    ``stand_in``: see :func:`predict`. The module's mode is restored when the loop ends.
     """
     was_training = module.training
     module.eval()
     try:
         for start in range(0, len(images), batch_size):
             rows = slice(start, start + batch_size)
-            yield rows, *predict(module, images[rows].to(module.device))
+            yield rows, *predict(module, images[rows].to(module.device),
+                                 None if stand_in is None else stand_in[rows].to(module.device))
     finally:
         module.train(was_training)
 
@@ -273,11 +285,14 @@ def evaluate(module: LightningModule, data: EvaluationSet, batch_size: int = 32)
     return metrics
 
 
-def predictions(module: LightningModule, images: torch.Tensor,
-                batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode image scores ``(N,)`` and anomaly maps ``(N, H, W)`` of ``module`` for ``images`` ``(N, C, H, W)``."""
+def predictions(module: LightningModule, images: torch.Tensor, batch_size: int = 32,
+                stand_in: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode image scores ``(N,)`` and anomaly maps ``(N, H, W)`` of ``module`` for ``images`` ``(N, C, H, W)``.
+
+    ``stand_in``: images the discriminator gets in place of the reconstruction (see :func:`predict`).
+    """
     scores, maps = [], []
-    for _, output, _ in _predicted_batches(module, images, batch_size):
+    for _, output, _ in _predicted_batches(module, images, batch_size, stand_in):
         scores.append(output.pred_score.float().cpu().flatten())
         maps.append(output.anomaly_map.float().cpu().reshape(-1, *images.shape[-2:]))
     return torch.cat(scores), torch.cat(maps)

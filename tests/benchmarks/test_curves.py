@@ -43,6 +43,11 @@ def test_smoke_curves_record_points_and_resume(tmp_path: Path) -> None:
         assert [(int(row["window"]), int(row["top_k"])) for row in mine] == [
             (1, 1), *((window, 5) for window in defect_types.SCORE_WINDOWS)]
         assert all(0.0 <= float(row["image_AUROC"]) <= 1.0 for row in mine)
+    stand_ins = harness.read_rows(tmp_path / "stand_in_dummy.csv")
+    for model in ("recsem", "draem"):
+        assert [row["discriminator_gets"] for row in stand_ins if row["model"] == model] == [
+            "its reconstruction", "the input itself", "the mean training image"]
+    assert all(0.0 <= float(row["normal_map_mean"]) <= 1.0 for row in stand_ins)
     # A finished run is not trained again.
     assert curves.main(["--smoke", "--output", str(tmp_path)]) == 0
     assert len(harness.read_rows(csv_path)) == len(rows)
@@ -93,6 +98,24 @@ def test_gpu_campaign_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
     assert {row["model"] for row in points} == {"recsem", "draem"}
     assert all(row["precision"] == "bf16-mixed" for row in points)
     assert all(math.isfinite(float(row["image_AUROC"])) for row in points)
+
+
+def test_a_stand_in_is_what_the_discriminator_gets_instead_of_the_reconstruction(tmp_path: Path) -> None:
+    _, textures = harness.smoke_data(tmp_path)
+    torch.manual_seed(0)
+    images = torch.rand(3, 3, 64, 64)
+    for module in (harness.recsem("recsem_tiny", image_size=64, visualizer=False), harness.draem(64, 8, textures)):
+        module.eval()
+        with torch.no_grad():
+            _, reconstruction = harness.predict(module, images)
+        scores, maps = harness.predictions(module, images)
+        # its own reconstruction as the stand-in: the same prediction
+        same_scores, same_maps = harness.predictions(module, images, stand_in=reconstruction)
+        torch.testing.assert_close(same_maps, maps, atol=1e-5, rtol=0)
+        torch.testing.assert_close(same_scores, scores, atol=1e-5, rtol=0)
+        # the input itself: another one
+        _, other_maps = harness.predictions(module, images, stand_in=images)
+        assert (other_maps - maps).abs().amax() > 1e-3, type(module).__name__
 
 
 def _point(model: str, seed: int, step: int, seconds: float, auroc: float, aupro: float) -> dict[str, str]:
