@@ -62,9 +62,6 @@ RECSEM_VARIANTS: dict[str, dict[str, Any]] = {
     "recsem_ema": {},  # the preset, trained with the callback below
     # a fifth of the paper's rate: are the curves' swings from point to point the step size?
     "recsem_low_lr": {"learning_rate": 2e-4},
-    # the discriminator segments the input alone (a reconstruction replaced by the input itself
-    # scores the same): train it on defects that the reconstruction shares, as no difference
-    "recsem_agreement": {"agreement_pairs": True},
     # the memory's read-out without the input added back: can a defect still pass the bottleneck?
     "recsem_no_memory_skip": {"memory_skip": False},
 }

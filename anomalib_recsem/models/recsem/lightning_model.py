@@ -102,9 +102,6 @@ class RecSem(SafeExportMixin, AnomalibModule):
         discriminator_input: What the discriminator compares the reconstruction with in
             training: ``"augmented"`` (the image with the synthetic defect, as in the paper's
             figure and DRAEM) or ``"clean"`` (the defect-free image, as in the authors' code).
-        agreement_pairs: Also show the discriminator each synthetic defect copied into the
-            reconstruction, with a defect-free target: a defect that both images share is no
-            difference, so the discriminator cannot segment defects from the input alone.
         positive_aug_ratio: Copies of each training image with a synthetic defect per epoch.
         negative_aug_ratio: Copies of each training image without one per epoch.
         anomaly_source: Where defect textures come from: ``None`` (built-in procedural
@@ -144,7 +141,6 @@ class RecSem(SafeExportMixin, AnomalibModule):
         discriminator: str = "unet",
         detach_reconstruction: bool = False,
         discriminator_input: str = "augmented",
-        agreement_pairs: bool = False,
         positive_aug_ratio: int = 2,
         negative_aug_ratio: int = 2,
         anomaly_source: str | Path | None = None,
@@ -195,7 +191,6 @@ class RecSem(SafeExportMixin, AnomalibModule):
         )
         self.loss = RecSemLoss()
         self.discriminator_input = discriminator_input
-        self.agreement_pairs = agreement_pairs
         self.positive_aug_ratio = int(positive_aug_ratio)
         self.negative_aug_ratio = int(negative_aug_ratio)
         self.anomaly_source = anomaly_source
@@ -265,15 +260,7 @@ class RecSem(SafeExportMixin, AnomalibModule):
             compare_with = compare_with.contiguous(memory_format=torch.channels_last)
         output = self._training_network()(defective, compare_with)
         # The reconstruction is compared in the networks' normalised space, as the authors did.
-        terms = self.loss(self.model.normalize(defects.clean), output, defects.mask)
-        if self.agreement_pairs and bool(with_defect.any()):
-            mask = defects.mask[with_defect]
-            shared = output.reconstruction.detach()[with_defect] * (1 - mask) + self.model.normalize(
-                defective[with_defect]) * mask
-            logits = self.model.discriminate(shared, compare_with[with_defect])
-            terms["agreement"] = self.loss.focal(torch.softmax(logits.float(), dim=1), torch.zeros_like(mask))
-            terms["loss"] = terms["loss"] + terms["agreement"]
-        return terms
+        return self.loss(self.model.normalize(defects.clean), output, defects.mask)
 
     def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """One optimiser step: ``batch.gt_label`` marks the samples that get a synthetic defect.

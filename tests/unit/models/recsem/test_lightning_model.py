@@ -156,31 +156,6 @@ def test_discriminator_input_decides_what_is_compared(monkeypatch: pytest.Monkey
         assert (not torch.allclose(seen[0], torch.tensor(0.5), atol=1e-3)) == sees_the_defect, choice
 
 
-def test_agreement_pairs_show_the_discriminator_defects_that_both_images_share(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    images, flags = torch.rand(2, 3, 64, 64), torch.tensor([True, False])
-    for agreement in (False, True):
-        model = RecSem(**{**TINY, "agreement_pairs": agreement})
-        calls, made = [], []
-        discriminate, synthesize = model.model.discriminate, model.synthetic_defect.synthesize
-        monkeypatch.setattr(model.model, "discriminate", lambda reconstruction, image, d=discriminate: calls.append(
-            (reconstruction.detach(), image)) or d(reconstruction, image))
-        monkeypatch.setattr(model.synthetic_defect, "synthesize",
-                            lambda *args, s=synthesize, **kwargs: made.append(s(*args, **kwargs)) or made[-1])
-        terms = model.training_loss(images, flags)
-        assert ("agreement" in terms) == agreement
-        assert len(calls) == (2 if agreement else 1)
-    (reconstruction, defective), (shared, compared) = calls
-    mask = made[0].mask[:1]
-    assert 0 < mask.mean() < 1
-    # only the image with a defect: compared with itself where the defect is, with its reconstruction elsewhere
-    torch.testing.assert_close(compared, defective[:1])
-    torch.testing.assert_close(shared, torch.where(mask.bool(), model.model.normalize(defective[:1]), reconstruction[:1]))
-    expected = (terms["reconstruction"] + terms["compactness"] + 1e-4 * terms["separation"] + terms["focal"]
-                + terms["agreement"])
-    torch.testing.assert_close(terms["loss"], expected)
-
-
 def test_non_finite_loss_stops_before_the_weights_change(monkeypatch: pytest.MonkeyPatch) -> None:
     model = RecSem(**TINY)
     compute = model.loss.forward
