@@ -37,7 +37,6 @@ from lightning.pytorch import LightningModule  # noqa: E402
 from anomalib_recsem import RecSem  # noqa: E402
 from anomalib_recsem.models.recsem.torch_model import top_k_mean_filtered  # noqa: E402
 from benchmarks import harness  # noqa: E402
-from benchmarks.curves import RECSEM_VARIANTS  # noqa: E402
 
 COLUMNS = ("model", "seed", "step", "defect_type", "images", "image_AUROC", "pixel_AUROC", "mask_share",
            "median_score", "category", "image_size", "device", "finished_at")
@@ -47,15 +46,19 @@ TRAIN_STRIDE = 4
 #: Image scores from each map with RecSem's rule (mean of the 5 largest values of the mean-filtered
 #: map) at these filter sides; 1 and top 1 is Draem's own rule (the map's maximum).
 SCORE_WINDOWS = (1, 5, 11, 21, 31)
-STAND_IN_COLUMNS = ("model", "seed", "step", "discriminator_gets", "image_AUROC", "pixel_AUROC",
-                    "normal_map_mean", "category", "image_size", "device", "finished_at")
 WINDOW_COLUMNS = ("model", "seed", "step", "rule", "window", "top_k", "image_AUROC", "category", "image_size",
                   "device", "finished_at")
+#: What the discriminator gets in place of the reconstruction, and how it then scores.
+STAND_IN_COLUMNS = ("model", "seed", "step", "discriminator_gets", "image_AUROC", "pixel_AUROC",
+                    "normal_map_mean", "category", "image_size", "device", "finished_at")
 
 
 def load(model_name: str, checkpoint: Path, args: argparse.Namespace) -> LightningModule:
-    """The module a curve checkpoint holds (RecSem rebuilds itself; Draem is rebuilt at the curve's widths)."""
-    if model_name in RECSEM_VARIANTS:
+    """The module a curve checkpoint holds (RecSem rebuilds itself; Draem is rebuilt at the curve's widths).
+
+    Every curve but ``draem`` is RecSem, variants since removed from ``curves.py`` included.
+    """
+    if model_name != "draem":
         return RecSem.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
     width = harness.draem_width(args.width, args.preset)
     module = harness.draem(args.image_size, width=width if width > 0 else None, dtd=args.textures)
