@@ -119,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     train = harness.EvaluationSet(args.root, args.category, args.image_size, stride=TRAIN_STRIDE, split="train")
     rows, windows, stand_ins = [], [], []
     normal = data.labels == 0
+    stand_ins_given = (("its reconstruction", None), ("the input itself", data.images),
+                       ("the mean training image", train.images.mean(0).expand_as(data.images)))
     for checkpoint in sorted((args.output / "checkpoints").glob(f"{args.category}_*_seed*.ckpt")):
         model_name, seed = checkpoint.stem.removeprefix(f"{args.category}_").rsplit("_seed", 1)
         module = load(model_name, checkpoint, args)
@@ -132,8 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "finished_at": harness.now()}
         for row in [train_row, *harness.evaluate_by_defect_type(data, score, anomaly_map)]:
             rows.append({"model": model_name, "seed": int(seed), "step": step, **row, **fixed})
-        for gets, stand_in in (("its reconstruction", None), ("the input itself", data.images),
-                               ("the mean training image", train.images.mean(0).expand_as(data.images))):
+        for gets, stand_in in stand_ins_given:
             score_, map_ = (score, anomaly_map) if stand_in is None else harness.predictions(
                 module, data.images, stand_in=stand_in)
             stand_ins.append({"model": model_name, "seed": int(seed), "step": step, "discriminator_gets": gets,
