@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 row = run(variant, seed, args.epochs, data)
                 row["train_seconds"] = time.perf_counter() - started
                 print(row, flush=True)  # noqa: T201
-                harness.append_row(path, row, COLUMNS)
+                harness.append_rows(path, [row], COLUMNS)
     return 0
 
 

@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     row = {"model": model_name, "variant": variant, "seed": seed, "epochs": args.epochs,
                            "preset": args.preset, "error": f"{type(error).__name__}: {error}"[:300],
                            "finished_at": harness.now()}
-                harness.append_row(csv_path, row, COLUMNS)
+                harness.append_rows(csv_path, [row], COLUMNS)
     print(summarise(args.output, args.category))  # noqa: T201
     return 0
 

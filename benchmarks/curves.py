@@ -115,7 +115,7 @@ class CurveRecorder(Callback):
             "finished_at": harness.now(),
         }
         with _locked(self.csv_path):
-            harness.append_row(self.csv_path, row, COLUMNS)
+            harness.append_rows(self.csv_path, [row], COLUMNS)
         if trainer.global_step > 0:
             trainer.save_checkpoint(self.checkpoint)
         logging.getLogger("curves").info("%s seed %s step %d: %s", row["model"], row["seed"], row["step"],

@@ -11,6 +11,9 @@ And the discriminator is asked what it reads (``stand_in_<category>.csv``): the 
 again with its reconstruction replaced by the input itself (no difference to find) and by the
 mean training image (a reconstruction that ignores the input). A discriminator that compares
 its two images goes quiet with the input; one that scores the same segments the input alone.
+And what the reconstruction removes (``removal_<category>.csv``): synthetic defects drawn into the
+defect-free test images, of the kind both models train on and of four kinds they never see,
+beside the real defect types, each with how far it stands out from its surroundings.
 
 Image AUROC is each
 type's images against the defect-free ones; pixel AUROC is within that type's images (a
@@ -28,13 +31,15 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 from lightning.pytorch import LightningModule  # noqa: E402
+from torchvision.transforms.v2.functional import gaussian_blur  # noqa: E402
 
-from anomalib_recsem import RecSem  # noqa: E402
+from anomalib_recsem import RecSem, SyntheticDefect  # noqa: E402
 from anomalib_recsem.models.recsem.torch_model import top_k_mean_filtered  # noqa: E402
 from benchmarks import harness  # noqa: E402
 
@@ -51,6 +56,10 @@ WINDOW_COLUMNS = ("model", "seed", "step", "rule", "window", "top_k", "image_AUR
 #: What the discriminator gets in place of the reconstruction, and how it then scores.
 STAND_IN_COLUMNS = ("model", "seed", "step", "discriminator_gets", "image_AUROC", "pixel_AUROC",
                     "normal_map_mean", "category", "image_size", "device", "finished_at")
+
+#: What the reconstruction removes, per kind of defect (synthetic or real).
+REMOVAL_COLUMNS = ("model", "seed", "step", "defects", "origin", "images", "contrast", "mask_share",
+                   "residual_pixel_AUROC", "pixel_AUROC", "removed", "category", "image_size", "device", "finished_at")
 
 
 def load(model_name: str, checkpoint: Path, args: argparse.Namespace) -> LightningModule:
@@ -94,6 +103,103 @@ def hardest_images(module: LightningModule, data: harness.EvaluationSet, scores:
     Image.fromarray((grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
 
 
+def synthetic_defects(normal: torch.Tensor, textures: Path | None,
+                      seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Defect-free images with synthetic defects of five kinds, each kind in the same places.
+
+    The first kind is what both models train on: texture photos blended in with
+    :class:`SyntheticDefect`. The others are common on real surfaces and neither model trains
+    on them, so a reconstruction that removes them has learnt what the surface looks like, not
+    what the training defects look like: a darker or brighter region (stains, burns, holes), another
+    image's surface (foreign matter of the same material), a blurred region (smudges, polish)
+    and grain (contamination).
+
+    Args:
+        normal: Defect-free images in ``[0, 1]``, ``(N, C, H, W)``, ``N >= 2``.
+        textures: Texture photos for the first kind; ``None``: RecSem's built-in bank.
+        seed: Seed of the masks, textures and strengths.
+
+    Returns:
+        tuple: The clean images (light-augmented as in training) ``(N, C, H, W)``, the defect
+        masks ``(N, H, W)`` (bool, one Perlin mask per image, shared by all kinds) and the
+        defective images per kind, each ``(N, C, H, W)``.
+    """
+    count, _, height, width = normal.shape
+    generator = torch.Generator().manual_seed(seed)
+    batch = SyntheticDefect(anomaly_source=textures, seed=seed).synthesize(normal, torch.ones(count, dtype=torch.bool))
+    clean, mask = batch.clean, batch.mask.bool()
+
+    def inside(defective: torch.Tensor) -> torch.Tensor:
+        return torch.where(mask, defective.clamp(0, 1), clean)
+
+    darker_or_brighter = torch.where(torch.rand(count, 1, 1, 1, generator=generator) < 0.5, 0.45, 1.6)  # noqa: PLR2004
+    opacity = torch.empty(count, 1, 1, 1).uniform_(0.1, 0.5, generator=generator)
+    sigma = min(height, width) / 42  # 3 px at 128 px
+    side = 2 * math.ceil(3 * sigma) + 1
+    return clean, mask.squeeze(1), {
+        "texture photos (as trained)": batch.defective,
+        "darker or brighter": inside(clean * darker_or_brighter),
+        "another image's surface": inside(torch.lerp(clean.roll(1, 0), clean, opacity)),
+        "blurred": inside(gaussian_blur(clean, [side, side], [sigma, sigma])),
+        # the same noise in every channel: coloured grain on a grey surface would be a cue of its own
+        "grain": inside(clean + 0.15 * torch.randn(count, 1, height, width, generator=generator)),
+    }
+
+
+def local_contrast(images: torch.Tensor) -> torch.Tensor:
+    """How far each pixel's grey level is from its surroundings' (a Gaussian of a 16th of the side), ``(N, H, W)``."""
+    grey = images.mean(1, keepdim=True)
+    sigma = min(images.shape[-2:]) / 16
+    side = 2 * math.ceil(3 * sigma) + 1
+    return (grey - gaussian_blur(grey, [side, side], [sigma, sigma])).abs().squeeze(1)
+
+
+def removal_rows(module: LightningModule, data: harness.EvaluationSet, test: harness.Predictions,
+                 textures: Path | None) -> list[dict[str, Any]]:
+    """What the reconstruction removes: one row per synthetic kind (:func:`synthetic_defects`) and real defect type.
+
+    ``contrast`` is a defect's mean :func:`local_contrast` over that of the defect-free test
+    images (1: it stands out no more than the surface's own texture). ``residual_pixel_AUROC``
+    ranks the defect's pixels by ``|input - reconstruction|`` alone, ``pixel_AUROC`` by the
+    anomaly map. ``removed`` (synthetic kinds only) is the share of the defect's change to the
+    image that the reconstruction does not follow: ``1 - |rec(defective) - rec(clean)| /
+    |defective - clean|`` over the defect's pixels.
+
+    Args:
+        module: RecSem or Draem.
+        data: The test set; its defect-free images carry the synthetic defects.
+        test: ``module``'s predictions for ``data.images``.
+        textures: Texture photos for the trained kind (``None``: the built-in bank).
+    """
+    normal = data.labels == 0
+    surface = float(local_contrast(data.images[normal]).mean())
+
+    def row(defects: str, origin: str, images: torch.Tensor, masks: torch.Tensor, maps: torch.Tensor,
+            reconstructions: torch.Tensor, removed: float = math.nan) -> dict[str, Any]:
+        residual = (images - reconstructions).abs().mean(1)
+        return {"defects": defects, "origin": origin, "images": len(images),
+                "contrast": float(local_contrast(images)[masks].mean()) / surface,
+                "mask_share": float(masks.float().mean()), "pixel_AUROC": harness.auroc(maps.flatten(), masks.flatten()),
+                "residual_pixel_AUROC": harness.auroc(residual.flatten(), masks.flatten()), "removed": removed}
+
+    clean, masks, kinds = synthetic_defects(data.images[normal], textures)
+    of_clean = harness.predictions(module, clean).reconstructions
+    rows = []
+    for name, defective in kinds.items():
+        made = harness.predictions(module, defective)
+        change = (defective - clean).abs().mean(1)[masks].sum()
+        followed = (made.reconstructions - of_clean).abs().mean(1)[masks].sum()
+        origin = "synthetic, trained on" if name.endswith("(as trained)") else "synthetic, never trained on"
+        rows.append(row(name, origin, defective, masks, made.maps, made.reconstructions,
+                        1 - float(followed / change)))
+    if data.masks is not None:
+        for name in sorted(set(data.defect_types) - {"good"}):
+            chosen = torch.tensor([kind == name for kind in data.defect_types])
+            rows.append(row(name, "real", data.images[chosen], data.masks[chosen], test.maps[chosen],
+                            test.reconstructions[chosen]))
+    return rows
+
+
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -117,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     data = harness.EvaluationSet(args.root, args.category, args.image_size)
     train = harness.EvaluationSet(args.root, args.category, args.image_size, stride=TRAIN_STRIDE, split="train")
-    rows, windows, stand_ins = [], [], []
+    rows, windows, stand_ins, removals = [], [], [], []
     normal = data.labels == 0
     stand_ins_given = (("its reconstruction", None), ("the input itself", data.images),
                        ("the mean training image", train.images.mean(0).expand_as(data.images)))
@@ -125,23 +231,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_name, seed = checkpoint.stem.removeprefix(f"{args.category}_").rsplit("_seed", 1)
         module = load(model_name, checkpoint, args)
         step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
-        score, anomaly_map = harness.predictions(module, data.images)
+        test = harness.predictions(module, data.images)
+        score, anomaly_map = test.scores, test.maps
         hardest_images(module, data, score, args.output / f"hardest_{args.category}_{model_name}_seed{seed}.png")
         train_row = {"defect_type": "good (training images)", "images": len(train.images), "image_AUROC": math.nan,
                      "pixel_AUROC": math.nan, "mask_share": 0.0,
-                     "median_score": float(harness.predictions(module, train.images)[0].median())}
+                     "median_score": float(harness.predictions(module, train.images).scores.median())}
         fixed = {"category": args.category, "image_size": args.image_size, "device": harness.device_name("cpu"),
                  "finished_at": harness.now()}
         for row in [train_row, *harness.evaluate_by_defect_type(data, score, anomaly_map)]:
             rows.append({"model": model_name, "seed": int(seed), "step": step, **row, **fixed})
         for gets, stand_in in stand_ins_given:
-            score_, map_ = (score, anomaly_map) if stand_in is None else harness.predictions(
-                module, data.images, stand_in=stand_in)
+            score_, map_, _ = test if stand_in is None else harness.predictions(module, data.images, stand_in=stand_in)
             stand_ins.append({"model": model_name, "seed": int(seed), "step": step, "discriminator_gets": gets,
                               "image_AUROC": harness.auroc(score_, data.labels),
                               "pixel_AUROC": math.nan if data.masks is None else harness.auroc(
                                   map_.flatten(), data.masks.flatten()),
                               "normal_map_mean": float(map_[normal].mean()), **fixed})
+        removals += [{"model": model_name, "seed": int(seed), "step": step, **row, **fixed}
+                     for row in removal_rows(module, data, test, args.textures)]
         maps = anomaly_map.unsqueeze(1)
         for window, top_k in [(1, 1), *((window, 5) for window in SCORE_WINDOWS)]:
             rule = "maximum" if top_k == 1 else "mean of top 5 after mean filter"
@@ -154,6 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     harness.write_rows(window_path, windows, WINDOW_COLUMNS)
     stand_in_path = args.output / f"stand_in_{args.category}.csv"
     harness.write_rows(stand_in_path, stand_ins, STAND_IN_COLUMNS)
+    removal_path = args.output / f"removal_{args.category}.csv"
+    harness.write_rows(removal_path, removals, REMOVAL_COLUMNS)
     lines = [f"# Per defect type: `{csv_path.name}`", "", "Written by `benchmarks/defect_types.py` from the last "
              "checkpoint of each learning curve, on the whole test set.", "",
              "| model | seed | step | defect type | images | image AUROC | pixel AUROC | mask share | median score |",
@@ -181,6 +291,18 @@ def main(argv: Sequence[str] | None = None) -> int:
               "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['seed']} | {r['step']} | {r['discriminator_gets']} | {r['image_AUROC']:.3f} | "
               f"{r['pixel_AUROC']:.3f} | {r['normal_map_mean']:.3f} |" for r in stand_ins]
+    lines += ["", "## What the reconstruction removes", "",
+              "Synthetic defects drawn into the defect-free test images (one mask per image, the same for every "
+              "kind), of the kind both models train on and of four they never see, beside the real defect types, "
+              f"in `{removal_path.name}`. `contrast`: how far the defect's pixels stand out from their surroundings, "
+              "over the defect-free surface's own (1: no more than its texture). `residual`: pixel AUROC of "
+              "|input - reconstruction| alone; `map`: of the anomaly map. `removed`: the share of the defect's "
+              "change to the image that the reconstruction does not follow (synthetic kinds only).", "",
+              "| model | seed | step | defects | origin | contrast | mask share | residual | map | removed |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['seed']} | {r['step']} | {r['defects']} | {r['origin']} | {r['contrast']:.2f} | "
+              f"{r['mask_share']:.3f} | {r['residual_pixel_AUROC']:.3f} | {r['pixel_AUROC']:.3f} | "
+              f"{r['removed']:.2f} |" for r in removals]
     lines += ["", "What each model does with its hardest images: rows are the three defect-free images it scores "
               "highest, then the three defective images it scores lowest; columns are input, reconstruction, "
               "anomaly map (scaled to its own maximum) and, where the data has masks, ground-truth mask.", ""]
@@ -188,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = "DEFECT_TYPES.md" if args.category == "magnetic_tile" else f"DEFECT_TYPES_{args.category}.md"
     summary = args.output / name
     summary.write_text("\n".join(lines) + "\n")
-    print(f"{csv_path}\n{window_path}\n{stand_in_path}\n{summary}")  # noqa: T201
+    print(f"{csv_path}\n{window_path}\n{stand_in_path}\n{removal_path}\n{summary}")  # noqa: T201
     return 0
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -285,17 +285,29 @@ def evaluate(module: LightningModule, data: EvaluationSet, batch_size: int = 32)
     return metrics
 
 
+class Predictions(NamedTuple):
+    """What a model makes of ``N`` images, on the CPU in float32."""
+
+    scores: torch.Tensor
+    """Image scores ``(N,)``."""
+    maps: torch.Tensor
+    """Anomaly maps ``(N, H, W)``."""
+    reconstructions: torch.Tensor
+    """The reconstructions behind them (or the stand-in), ``(N, C, H, W)``."""
+
+
 def predictions(module: LightningModule, images: torch.Tensor, batch_size: int = 32,
-                stand_in: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode image scores ``(N,)`` and anomaly maps ``(N, H, W)`` of ``module`` for ``images`` ``(N, C, H, W)``.
+                stand_in: torch.Tensor | None = None) -> Predictions:
+    """Eval-mode predictions of ``module`` for ``images`` ``(N, C, H, W)``.
 
     ``stand_in``: images the discriminator gets in place of the reconstruction (see :func:`predict`).
     """
-    scores, maps = [], []
-    for _, output, _ in _predicted_batches(module, images, batch_size, stand_in):
+    scores, maps, reconstructions = [], [], []
+    for _, output, reconstruction in _predicted_batches(module, images, batch_size, stand_in):
         scores.append(output.pred_score.float().cpu().flatten())
         maps.append(output.anomaly_map.float().cpu().reshape(-1, *images.shape[-2:]))
-    return torch.cat(scores), torch.cat(maps)
+        reconstructions.append(reconstruction.float().cpu())
+    return Predictions(torch.cat(scores), torch.cat(maps), torch.cat(reconstructions))
 
 
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
@@ -361,9 +373,9 @@ def write_rows(path: Path, rows: Iterable[dict[str, Any]], columns: Sequence[str
     Path(temporary).replace(path)
 
 
-def append_row(path: Path, row: dict[str, Any], columns: Sequence[str]) -> None:
-    """Add one row to a CSV file, keeping the rows already there."""
-    write_rows(path, [*read_rows(path), row], columns)
+def append_rows(path: Path, rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> None:
+    """Add rows to a CSV file, keeping the rows already there."""
+    write_rows(path, [*read_rows(path), *rows], columns)
 
 
 def _cell(value: Any) -> Any:  # noqa: ANN401

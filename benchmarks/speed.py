@@ -180,7 +180,7 @@ def run_train(args: argparse.Namespace, device: torch.device) -> None:
                     row |= {"status": "error", "note": f"{type(error).__name__}: {error}"[:300]}
                 print({key: row.get(key) for key in ("model", "precision", "channels_last", "seconds_per_step",  # noqa: T201
                                                      "mfu", "outside_share", "status", "note")}, flush=True)
-                harness.append_row(path, row, TRAIN_COLUMNS)
+                harness.append_rows(path, [row], TRAIN_COLUMNS)
 
 
 def run_defects(args: argparse.Namespace, device: torch.device) -> None:
@@ -213,7 +213,7 @@ def run_defects(args: argparse.Namespace, device: torch.device) -> None:
                    "reps": DEFECT_REPS, "warmup": args.warmup, "status": "ok", "device": harness.device_name(device.type),
                    "finished_at": harness.now()}
             print(row, flush=True)  # noqa: T201
-            harness.append_row(path, row, DEFECT_COLUMNS)
+            harness.append_rows(path, [row], DEFECT_COLUMNS)
 
 
 class _Outputs(torch.nn.Module):
@@ -271,7 +271,7 @@ def run_inference(args: argparse.Namespace, device: torch.device) -> None:
         for row in rows:
             row |= {"ms_per_image": row["ms_per_batch"], "images_per_second": 1000 / row["ms_per_batch"]}
             print(row, flush=True)  # noqa: T201
-            harness.append_row(path, row, INFERENCE_COLUMNS)
+            harness.append_rows(path, [row], INFERENCE_COLUMNS)
 
 
 def summarise(output: Path) -> Path:

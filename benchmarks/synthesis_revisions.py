@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         print(message, flush=True)  # noqa: T201
                 # Written once per size: rewriting the CSV after every call would put file I/O
                 # between the timed calls, thousands of times.
-                harness.write_rows(args.output, [*harness.read_rows(args.output), *rows], COLUMNS)
+                harness.append_rows(args.output, rows, COLUMNS)
             finally:
                 for timer in timers:
                     timer.close()

@@ -48,6 +48,15 @@ def test_smoke_curves_record_points_and_resume(tmp_path: Path) -> None:
         assert [row["discriminator_gets"] for row in stand_ins if row["model"] == model] == [
             "its reconstruction", "the input itself", "the mean training image"]
     assert all(0.0 <= float(row["normal_map_mean"]) <= 1.0 for row in stand_ins)
+    removals = harness.read_rows(tmp_path / "removal_dummy.csv")
+    real_types = sorted(set(images))
+    for model in ("recsem", "draem"):
+        mine = [row for row in removals if row["model"] == model]
+        assert [row["defects"] for row in mine] == [*defect_types.synthetic_defects(
+            torch.rand(2, 3, 8, 8), None)[2], *real_types]
+        for row in mine:
+            assert math.isnan(float(row["removed"])) == (row["origin"] == "real")
+            assert float(row["contrast"]) > 0 and 0 < float(row["mask_share"]) < 1
     # A finished run is not trained again.
     assert curves.main(["--smoke", "--output", str(tmp_path)]) == 0
     assert len(harness.read_rows(csv_path)) == len(rows)
@@ -108,14 +117,48 @@ def test_a_stand_in_is_what_the_discriminator_gets_instead_of_the_reconstruction
         module.eval()
         with torch.no_grad():
             _, reconstruction = harness.predict(module, images)
-        scores, maps = harness.predictions(module, images)
+        scores, maps, _ = harness.predictions(module, images)
         # its own reconstruction as the stand-in: the same prediction
-        same_scores, same_maps = harness.predictions(module, images, stand_in=reconstruction)
+        same_scores, same_maps, _ = harness.predictions(module, images, stand_in=reconstruction)
         torch.testing.assert_close(same_maps, maps, atol=1e-5, rtol=0)
         torch.testing.assert_close(same_scores, scores, atol=1e-5, rtol=0)
         # the input itself: another one
-        _, other_maps = harness.predictions(module, images, stand_in=images)
+        other_maps = harness.predictions(module, images, stand_in=images).maps
         assert (other_maps - maps).abs().amax() > 1e-3, type(module).__name__
+
+
+def test_synthetic_defects_change_each_image_inside_its_mask_only() -> None:
+    torch.manual_seed(0)
+    normal = torch.rand(6, 3, 32, 32) * 0.5 + 0.25  # room to darken, brighten and add grain
+    clean, masks, kinds = defect_types.synthetic_defects(normal, None, seed=3)
+    assert masks.shape == (6, 32, 32) and masks.flatten(1).any(1).all()
+    assert len(kinds) == 5
+    for name, defective in kinds.items():
+        change = (defective - clean).abs().amax(1)
+        assert change[~masks].amax() == 0, name
+        # every image changed where its mask is (a blend may leave a few pixels as they were)
+        assert (change * masks).flatten(1).amax(1).min() > 0.01, name
+    # The same seed gives the same defects; another seed other ones.
+    again = defect_types.synthetic_defects(normal, None, seed=3)[2]
+    other = defect_types.synthetic_defects(normal, None, seed=4)[2]
+    for name, defective in kinds.items():
+        torch.testing.assert_close(again[name], defective)
+        assert not torch.equal(other[name], defective), name
+    # Grey images stored as RGB get grey defects of every kind: colour would be a cue of its own.
+    grey = normal.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    for name, defective in defect_types.synthetic_defects(grey, None, seed=3)[2].items():
+        assert (defective - defective[:, :1]).abs().amax() < 1e-6, name
+
+
+def test_local_contrast_is_zero_on_a_flat_image_and_peaks_at_a_lone_bright_pixel() -> None:
+    flat = torch.full((1, 3, 32, 32), 0.4)
+    assert defect_types.local_contrast(flat).abs().amax() < 1e-6
+    spot = flat.clone()
+    spot[..., 16, 16] = 1.0
+    contrast = defect_types.local_contrast(spot)[0]
+    assert contrast.argmax() == 16 * 32 + 16
+    # the Gaussian (sigma 2 px here) keeps about 1 / (2 pi sigma^2) of the spot at its centre
+    assert contrast[16, 16] == pytest.approx(0.6 * (1 - 1 / (2 * math.pi * 4)), abs=0.01)
 
 
 def _point(model: str, seed: int, step: int, seconds: float, auroc: float, aupro: float) -> dict[str, str]:
