@@ -134,28 +134,30 @@ def synthetic_defects(normal: torch.Tensor, textures: Path | None,
 
     darker_or_brighter = torch.where(torch.rand(count, 1, 1, 1, generator=generator) < 0.5, 0.45, 1.6)  # noqa: PLR2004
     opacity = torch.empty(count, 1, 1, 1).uniform_(0.1, 0.5, generator=generator)
-    sigma = min(height, width) / 42  # 3 px at 128 px
-    side = 2 * math.ceil(3 * sigma) + 1
     return clean, mask.squeeze(1), {
         "texture photos (as trained)": batch.defective,
         "darker or brighter": inside(clean * darker_or_brighter),
         "another image's surface": inside(torch.lerp(clean.roll(1, 0), clean, opacity)),
-        "blurred": inside(gaussian_blur(clean, [side, side], [sigma, sigma])),
+        "blurred": inside(_smooth(clean, min(height, width) / 42)),  # 3 px at 128 px
         # the same noise in every channel: coloured grain on a grey surface would be a cue of its own
         "grain": inside(clean + 0.15 * torch.randn(count, 1, height, width, generator=generator)),
     }
 
 
+def _smooth(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur of standard deviation ``sigma`` pixels, the kernel cut at 3 sigma."""
+    side = 2 * math.ceil(3 * sigma) + 1
+    return gaussian_blur(images, [side, side], [sigma, sigma])
+
+
 def local_contrast(images: torch.Tensor) -> torch.Tensor:
     """How far each pixel's grey level is from its surroundings' (a Gaussian of a 16th of the side), ``(N, H, W)``."""
     grey = images.mean(1, keepdim=True)
-    sigma = min(images.shape[-2:]) / 16
-    side = 2 * math.ceil(3 * sigma) + 1
-    return (grey - gaussian_blur(grey, [side, side], [sigma, sigma])).abs().squeeze(1)
+    return (grey - _smooth(grey, min(images.shape[-2:]) / 16)).abs().squeeze(1)
 
 
 def removal_rows(module: LightningModule, data: harness.EvaluationSet, test: harness.Predictions,
-                 textures: Path | None) -> list[dict[str, Any]]:
+                 synthetic: tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
     """What the reconstruction removes: one row per synthetic kind (:func:`synthetic_defects`) and real defect type.
 
     ``contrast`` is a defect's mean :func:`local_contrast` over that of the defect-free test
@@ -167,9 +169,9 @@ def removal_rows(module: LightningModule, data: harness.EvaluationSet, test: har
 
     Args:
         module: RecSem or Draem.
-        data: The test set; its defect-free images carry the synthetic defects.
+        data: The test set.
         test: ``module``'s predictions for ``data.images``.
-        textures: Texture photos for the trained kind (``None``: the built-in bank).
+        synthetic: :func:`synthetic_defects` of ``data``'s defect-free images.
     """
     normal = data.labels == 0
     surface = float(local_contrast(data.images[normal]).mean())
@@ -182,7 +184,7 @@ def removal_rows(module: LightningModule, data: harness.EvaluationSet, test: har
                 "mask_share": float(masks.float().mean()), "pixel_AUROC": harness.auroc(maps.flatten(), masks.flatten()),
                 "residual_pixel_AUROC": harness.auroc(residual.flatten(), masks.flatten()), "removed": removed}
 
-    clean, masks, kinds = synthetic_defects(data.images[normal], textures)
+    clean, masks, kinds = synthetic
     of_clean = harness.predictions(module, clean).reconstructions
     rows = []
     for name, defective in kinds.items():
@@ -227,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     normal = data.labels == 0
     stand_ins_given = (("its reconstruction", None), ("the input itself", data.images),
                        ("the mean training image", train.images.mean(0).expand_as(data.images)))
+    synthetic = synthetic_defects(data.images[normal], args.textures)
     for checkpoint in sorted((args.output / "checkpoints").glob(f"{args.category}_*_seed*.ckpt")):
         model_name, seed = checkpoint.stem.removeprefix(f"{args.category}_").rsplit("_seed", 1)
         module = load(model_name, checkpoint, args)
@@ -249,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   map_.flatten(), data.masks.flatten()),
                               "normal_map_mean": float(map_[normal].mean()), **fixed})
         removals += [{"model": model_name, "seed": int(seed), "step": step, **row, **fixed}
-                     for row in removal_rows(module, data, test, args.textures)]
+                     for row in removal_rows(module, data, test, synthetic)]
         maps = anomaly_map.unsqueeze(1)
         for window, top_k in [(1, 1), *((window, 5) for window in SCORE_WINDOWS)]:
             rule = "maximum" if top_k == 1 else "mean of top 5 after mean filter"
