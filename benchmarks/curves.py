@@ -64,9 +64,6 @@ RECSEM_VARIANTS: dict[str, dict[str, Any]] = {
     "recsem_low_lr": {"learning_rate": 2e-4},
     # the memory's read-out without the input added back: can a defect still pass the bottleneck?
     "recsem_no_memory_skip": {"memory_skip": False},
-    # most of magnetic_tile's defect pixels stand out little from the surface: train on fainter
-    # synthetic defects too (the defect-free image keeps up to 95 % of each defect, not 80 %)
-    "recsem_faint_defects": {"blend_factor": (0.0, 0.95)},
 }
 #: Variants that train with an extra Lightning callback; points score what validation would see.
 CALLBACK_VARIANTS: dict[str, Callable[[], Callback]] = {

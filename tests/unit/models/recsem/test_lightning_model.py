@@ -29,7 +29,6 @@ def test_defaults_are_the_paper_settings() -> None:
     assert (model.positive_aug_ratio, model.negative_aug_ratio) == (2, 2)
     assert model.warmup_epochs == 20
     assert model.discriminator_input == "augmented"
-    assert model.synthetic_defect.blend_factor == (0.0, 0.8)
     assert model.trainer_arguments == {"num_sanity_val_steps": 0}
     assert model.learning_type.value == "one_class"
     # The authors' network, 1x1 output convolution included.
@@ -70,7 +69,6 @@ def test_evaluator_has_aupro_for_test_and_validation() -> None:
         ("warmup_epochs", 0, "integer >= 1"),
         ("memory_scales", (64,), "1..4"),
         ("max_epochs", 0, "integer >= 1"),
-        ("blend_factor", (0.5, 1.2), "0 <= low <= high <= 1"),
     ],
 )
 def test_bad_arguments_name_themselves_and_the_accepted_values(argument: str, value: object, accepted: str) -> None:
@@ -90,10 +88,6 @@ def test_missing_anomaly_source_fails_when_training_starts(tmp_path) -> None:  #
     with pytest.raises(FileNotFoundError, match="anomaly_source") as error:
         model.on_fit_start()
     assert str(missing) in str(error.value)
-
-
-def test_blend_factor_reaches_the_synthesiser() -> None:
-    assert RecSem(blend_factor=(0.1, 0.95), **TINY).synthetic_defect.blend_factor == (0.1, 0.95)
 
 
 def test_weight_averaging_callbacks_are_warned_about_the_post_processor_buffers() -> None:
