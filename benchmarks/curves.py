@@ -64,6 +64,9 @@ RECSEM_VARIANTS: dict[str, dict[str, Any]] = {
     "recsem_low_lr": {"learning_rate": 2e-4},
     # the memory's read-out without the input added back: can a defect still pass the bottleneck?
     "recsem_no_memory_skip": {"memory_skip": False},
+    # the authors' code: the discriminator trains on (reconstruction, defect-free image), where the
+    # input alone shows no defect, and is tested on (reconstruction, test image)
+    "recsem_clean_pairs": {"discriminator_input": "clean"},
 }
 #: Variants that train with an extra Lightning callback; points score what validation would see.
 CALLBACK_VARIANTS: dict[str, Callable[[], Callback]] = {
