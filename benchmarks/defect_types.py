@@ -156,31 +156,57 @@ def local_contrast(images: torch.Tensor) -> torch.Tensor:
     return (grey - _smooth(grey, min(images.shape[-2:]) / 16)).abs().squeeze(1)
 
 
+def _real_types(data: harness.EvaluationSet) -> list[tuple[str, torch.Tensor]]:
+    """Each real defect type of ``data`` with the bool ``(N,)`` choosing its images; none without masks."""
+    if data.masks is None:
+        return []
+    return [(name, torch.tensor([kind == name for kind in data.defect_types]))
+            for name in sorted(set(data.defect_types) - {"good"})]
+
+
+def defect_contrasts(data: harness.EvaluationSet,
+                     synthetic: tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]) -> dict[str, float]:
+    """How far each synthetic kind's and real defect type's pixels stand out, by name.
+
+    A defect's mean :func:`local_contrast` over that of the defect-free test images (1: it
+    stands out no more than the surface's own texture). It depends on the images alone, so a
+    run computes it once for all its checkpoints.
+
+    Args:
+        data: The test set.
+        synthetic: :func:`synthetic_defects` of ``data``'s defect-free images.
+    """
+    surface = float(local_contrast(data.images[data.labels == 0]).mean())
+    _, masks, kinds = synthetic
+    contrasts = {name: float(local_contrast(defective)[masks].mean()) / surface for name, defective in kinds.items()}
+    for name, chosen in _real_types(data):
+        contrasts[name] = float(local_contrast(data.images[chosen])[data.masks[chosen]].mean()) / surface
+    return contrasts
+
+
 def removal_rows(module: LightningModule, data: harness.EvaluationSet, test: harness.Predictions,
-                 synthetic: tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]) -> list[dict[str, Any]]:
+                 synthetic: tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]],
+                 contrasts: dict[str, float]) -> list[dict[str, Any]]:
     """What the reconstruction removes: one row per synthetic kind (:func:`synthetic_defects`) and real defect type.
 
-    ``contrast`` is a defect's mean :func:`local_contrast` over that of the defect-free test
-    images (1: it stands out no more than the surface's own texture). ``residual_pixel_AUROC``
-    ranks the defect's pixels by ``|input - reconstruction|`` alone, ``pixel_AUROC`` by the
-    anomaly map. ``removed`` (synthetic kinds only) is the share of the defect's change to the
-    image that the reconstruction does not follow: ``1 - |rec(defective) - rec(clean)| /
-    |defective - clean|`` over the defect's pixels.
+    ``contrast`` comes from :func:`defect_contrasts`. ``residual_pixel_AUROC`` ranks the
+    defect's pixels by ``|input - reconstruction|`` alone, ``pixel_AUROC`` by the anomaly map.
+    ``removed`` (synthetic kinds only) is the share of the defect's change to the image that
+    the reconstruction does not follow: ``1 - |rec(defective) - rec(clean)| / |defective -
+    clean|`` over the defect's pixels.
 
     Args:
         module: RecSem or Draem.
         data: The test set.
         test: ``module``'s predictions for ``data.images``.
         synthetic: :func:`synthetic_defects` of ``data``'s defect-free images.
+        contrasts: :func:`defect_contrasts` of ``data`` and ``synthetic``.
     """
-    normal = data.labels == 0
-    surface = float(local_contrast(data.images[normal]).mean())
 
     def row(defects: str, origin: str, images: torch.Tensor, masks: torch.Tensor, maps: torch.Tensor,
             reconstructions: torch.Tensor, removed: float = math.nan) -> dict[str, Any]:
         residual = (images - reconstructions).abs().mean(1)
-        return {"defects": defects, "origin": origin, "images": len(images),
-                "contrast": float(local_contrast(images)[masks].mean()) / surface,
+        return {"defects": defects, "origin": origin, "images": len(images), "contrast": contrasts[defects],
                 "mask_share": float(masks.float().mean()), "pixel_AUROC": harness.auroc(maps.flatten(), masks.flatten()),
                 "residual_pixel_AUROC": harness.auroc(residual.flatten(), masks.flatten()), "removed": removed}
 
@@ -194,11 +220,9 @@ def removal_rows(module: LightningModule, data: harness.EvaluationSet, test: har
         origin = "synthetic, trained on" if name.endswith("(as trained)") else "synthetic, never trained on"
         rows.append(row(name, origin, defective, masks, made.maps, made.reconstructions,
                         1 - float(followed / change)))
-    if data.masks is not None:
-        for name in sorted(set(data.defect_types) - {"good"}):
-            chosen = torch.tensor([kind == name for kind in data.defect_types])
-            rows.append(row(name, "real", data.images[chosen], data.masks[chosen], test.maps[chosen],
-                            test.reconstructions[chosen]))
+    for name, chosen in _real_types(data):
+        rows.append(row(name, "real", data.images[chosen], data.masks[chosen], test.maps[chosen],
+                        test.reconstructions[chosen]))
     return rows
 
 
@@ -230,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stand_ins_given = (("its reconstruction", None), ("the input itself", data.images),
                        ("the mean training image", train.images.mean(0).expand_as(data.images)))
     synthetic = synthetic_defects(data.images[normal], args.textures)
+    contrasts = defect_contrasts(data, synthetic)
     for checkpoint in sorted((args.output / "checkpoints").glob(f"{args.category}_*_seed*.ckpt")):
         model_name, seed = checkpoint.stem.removeprefix(f"{args.category}_").rsplit("_seed", 1)
         module = load(model_name, checkpoint, args)
@@ -252,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   map_.flatten(), data.masks.flatten()),
                               "normal_map_mean": float(map_[normal].mean()), **fixed})
         removals += [{"model": model_name, "seed": int(seed), "step": step, **row, **fixed}
-                     for row in removal_rows(module, data, test, synthetic)]
+                     for row in removal_rows(module, data, test, synthetic, contrasts)]
         maps = anomaly_map.unsqueeze(1)
         for window, top_k in [(1, 1), *((window, 5) for window in SCORE_WINDOWS)]:
             rule = "maximum" if top_k == 1 else "mean of top 5 after mean filter"
