@@ -67,9 +67,6 @@ RECSEM_VARIANTS: dict[str, dict[str, Any]] = {
     # the authors' code: the discriminator trains on (reconstruction, defect-free image), where the
     # input alone shows no defect, and is tested on (reconstruction, test image)
     "recsem_clean_pairs": {"discriminator_input": "clean"},
-    # half of the synthetic defects darken or brighten the surface itself instead of blending in a
-    # texture: do the models then find the faint, large regions of changed brightness (uneven, fray)?
-    "recsem_brightness_defects": {"brightness_share": 0.5},
 }
 #: Variants that train with an extra Lightning callback; points score what validation would see.
 CALLBACK_VARIANTS: dict[str, Callable[[], Callback]] = {

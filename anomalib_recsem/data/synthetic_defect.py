@@ -521,10 +521,6 @@ class SyntheticDefect(v2.Transform):
             told which ones should.
         blend_factor: ``(low, high)`` of ``beta ~ U(low, high)``, the weight of the
             original image inside the defect, ``0 <= low <= high <= 1``.
-        brightness_share: Share of the defects, ``0 <= share <= 1``, that blend in the
-            image's own surface made darker or brighter (times ``2**e``, ``|e| ~ U(0.25, 1)``)
-            instead of a texture: stains, discolouration and uneven coating, which change
-            a surface's brightness and not its texture. 0 (default): textures only.
         perlin_scale_range: ``(low, high)`` of the integer exponent ``r``; each axis of
             the Perlin lattice has ``2**r`` cells, ``r`` drawn per axis and per image,
             ``0 <= low <= high <= 8``. The later variant uses ``(3, 5)``.
@@ -561,7 +557,6 @@ class SyntheticDefect(v2.Transform):
         anomaly_source: str | Path | None = None,
         probability: float = 0.5,
         blend_factor: tuple[float, float] = (0.0, 0.8),
-        brightness_share: float = 0.0,
         perlin_scale_range: tuple[int, int] = (0, 5),
         threshold: float = 0.5,
         mask_rotation: float = 90.0,
@@ -579,11 +574,6 @@ class SyntheticDefect(v2.Transform):
         low, high = _check_range("blend_factor", blend_factor, "(low, high) with 0 <= low <= high <= 1")
         if not 0 <= low <= high <= 1:
             msg = f"blend_factor must satisfy 0 <= low <= high <= 1, got {tuple(blend_factor)!r}"
-            raise ValueError(msg)
-        if isinstance(brightness_share, bool) or not isinstance(brightness_share, (int, float)) or not (
-            0 <= brightness_share <= 1
-        ):
-            msg = f"brightness_share must be a number in [0, 1], got {brightness_share!r}"
             raise ValueError(msg)
         accepted = f"of integers (low, high) with 0 <= low <= high <= {_MAX_PERLIN_EXPONENT}"
         scale_low, scale_high = _check_range("perlin_scale_range", perlin_scale_range, accepted)
@@ -616,7 +606,6 @@ class SyntheticDefect(v2.Transform):
 
         self.probability = float(probability)
         self.blend_factor = (low, high)
-        self.brightness_share = float(brightness_share)
         self.perlin_scale_range = (int(scale_low), int(scale_high))
         self.threshold = float(threshold)
         self.mask_rotation = float(mask_rotation)
@@ -646,7 +635,6 @@ class SyntheticDefect(v2.Transform):
         source = "procedural" if self.anomaly_source is None else str(self.anomaly_source)
         return (
             f"anomaly_source={source!r}, probability={self.probability}, blend_factor={self.blend_factor}, "
-            f"brightness_share={self.brightness_share}, "
             f"perlin_scale_range={self.perlin_scale_range}, threshold={self.threshold}, "
             f"mask_rotation={self.mask_rotation}, min_defect_area={self.min_defect_area}, "
             f"min_defect_size={self.min_defect_size}, drop_corner_defects={self.drop_corner_defects}, "
@@ -742,15 +730,6 @@ class SyntheticDefect(v2.Transform):
         is_grey = (clean.amax(1) - clean.amin(1)).flatten(1).amax(1) <= _GREY_TOLERANCE
         return _on_rows(textures, is_grey.cpu(), lambda rows: _luma(textures[rows]).expand(-1, 3, -1, -1))
 
-    def _own_brightness(self, clean: Tensor, textures: Tensor) -> Tensor:
-        """``textures`` ``(n, C, H, W)`` with a ``brightness_share`` of them replaced by ``clean`` darker or brighter."""
-        count = clean.shape[0]
-        own = (torch.rand(count, generator=self.generator) < self.brightness_share).view(-1, 1, 1, 1)
-        darker = torch.rand(count, generator=self.generator) < 0.5  # noqa: PLR2004
-        exponent = _uniform(count, 0.25, 1.0, self.generator) * torch.where(darker, -1.0, 1.0)
-        changed = (clean * (2**exponent).view(-1, 1, 1, 1).to(clean)).clamp(0, 1)
-        return torch.where(own.to(clean.device), changed, textures)
-
     def synthesize(self, images: Tensor, apply_defect: Tensor | None = None) -> DefectBatch:
         """Light-augment a batch and blend synthetic defects into some of its images.
 
@@ -798,8 +777,6 @@ class SyntheticDefect(v2.Transform):
             sub_mask = self._non_empty_masks(chosen.numel(), height, width, images.device).float()
             sub_clean = clean[chosen]
             textures = self._textures(sub_clean)
-            if self.brightness_share > 0:  # drawn only then, so that the default's random stream is the authors'
-                textures = self._own_brightness(sub_clean, textures)
             blended = torch.lerp(textures, sub_clean, beta[chosen])  # beta * clean + (1 - beta) * texture
             mask[chosen] = sub_mask
             defective[chosen] = torch.lerp(sub_clean, blended, sub_mask)

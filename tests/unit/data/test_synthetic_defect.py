@@ -166,29 +166,6 @@ def test_blend_factor_is_respected(tmp_path: Path) -> None:
     assert abs(float(beta.mean()) - (low + high) / 2) < 0.03
 
 
-def test_brightness_share_blends_the_surface_made_darker_or_brighter(tmp_path: Path) -> None:
-    texture_value = 200
-    _write_image(tmp_path / "textures" / "flat.png", colour=(texture_value,) * 3)
-    transform = SyntheticDefect(anomaly_source=tmp_path / "textures", blend_factor=(0.0, 0.0), brightness_share=0.5,
-                                num_source_augmentations=0, light_augmentation=False, seed=3)
-    image_value = 0.3
-    images = torch.full((200, 3, 16, 16), image_value)
-    result = transform.synthesize(images, torch.ones(200, dtype=torch.bool))
-    inside = result.mask.expand_as(images) > 0
-    assert torch.equal(result.defective[~inside], images[~inside])
-    per_image = (result.defective * inside).flatten(1).sum(1) / inside.flatten(1).sum(1)
-    textured = (per_image - texture_value / 255).abs() < 1e-5
-    exponent = torch.log2(per_image[~textured] / image_value)
-    assert 0.4 < float(textured.float().mean()) < 0.6
-    assert float(exponent.abs().min()) >= 0.25 - 1e-4
-    assert float(exponent.abs().max()) <= 1 + 1e-4
-    assert 0.3 < float((exponent < 0).float().mean()) < 0.7
-    # share 0 draws nothing more: the authors' defects, bit for bit
-    plain = SyntheticDefect(seed=5).synthesize(images, torch.ones(200, dtype=torch.bool))
-    zero = SyntheticDefect(seed=5, brightness_share=0.0).synthesize(images, torch.ones(200, dtype=torch.bool))
-    assert torch.equal(plain.defective, zero.defective)
-
-
 def test_probability_is_respected() -> None:
     probability, count = 0.3, 1500
     transform = SyntheticDefect(probability=probability, light_augmentation=False, num_source_augmentations=0, seed=4)
@@ -712,8 +689,6 @@ def test_directory_without_images_raises_value_error(tmp_path: Path) -> None:
         ({"blend_factor": (0.9, 0.1)}, "blend_factor"),
         ({"blend_factor": (0.0, 1.2)}, "blend_factor"),
         ({"blend_factor": 0.5}, "blend_factor"),
-        ({"brightness_share": 1.5}, "brightness_share"),
-        ({"brightness_share": True}, "brightness_share"),
         ({"perlin_scale_range": (0, 9)}, "perlin_scale_range"),
         ({"perlin_scale_range": (4, 2)}, "perlin_scale_range"),
         ({"threshold": 1.0}, "threshold"),
