@@ -67,9 +67,6 @@ RECSEM_VARIANTS: dict[str, dict[str, Any]] = {
     # the authors' code: the discriminator trains on (reconstruction, defect-free image), where the
     # input alone shows no defect, and is tested on (reconstruction, test image)
     "recsem_clean_pairs": {"discriminator_input": "clean"},
-    # synthetic defects covering about 5-24 % of the image instead of 3-7 %: magnetic_tile's uneven
-    # and fray cover 24 % and 17 % of their images; do the models find large defects once trained on them?
-    "recsem_large_defects": {"defect_threshold": [0.2, 0.5]},
 }
 #: Variants that train with an extra Lightning callback; points score what validation would see.
 CALLBACK_VARIANTS: dict[str, Callable[[], Callback]] = {

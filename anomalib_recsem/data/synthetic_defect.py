@@ -524,9 +524,7 @@ class SyntheticDefect(v2.Transform):
         perlin_scale_range: ``(low, high)`` of the integer exponent ``r``; each axis of
             the Perlin lattice has ``2**r`` cells, ``r`` drawn per axis and per image,
             ``0 <= low <= high <= 8``. The later variant uses ``(3, 5)``.
-        threshold: The mask is ``rotated_noise > threshold``, ``-1 < threshold < 1``; a
-            pair ``(low, high)`` draws it per image from ``U(low, high)``, so that defects
-            cover a range of shares of the image (0.5: about 5 %; 0.2: about 24 %).
+        threshold: The mask is ``rotated_noise > threshold``, ``-1 < threshold < 1``.
         mask_rotation: The noise is rotated by ``U(-mask_rotation, mask_rotation)``
             degrees, ``0 <= mask_rotation <= 180``.
         min_defect_area: Later variant: drop mask components with fewer pixels (800 in
@@ -560,7 +558,7 @@ class SyntheticDefect(v2.Transform):
         probability: float = 0.5,
         blend_factor: tuple[float, float] = (0.0, 0.8),
         perlin_scale_range: tuple[int, int] = (0, 5),
-        threshold: float | tuple[float, float] = 0.5,
+        threshold: float = 0.5,
         mask_rotation: float = 90.0,
         min_defect_area: int = 0,
         min_defect_size: int = 0,
@@ -582,12 +580,8 @@ class SyntheticDefect(v2.Transform):
         if not (scale_low.is_integer() and scale_high.is_integer() and 0 <= scale_low <= scale_high <= 8):  # noqa: PLR2004
             msg = f"perlin_scale_range must be a pair {accepted}, got {tuple(perlin_scale_range)!r}"
             raise ValueError(msg)
-        pair = isinstance(threshold, (tuple, list))
-        accepted = "a number in (-1, 1) (Perlin noise lies in [-1, 1]) or a pair (low, high) of them, low <= high"
-        lowest, highest = (_check_range("threshold", threshold, "(low, high) with -1 < low <= high < 1") if pair
-                           else (threshold, threshold))
-        if isinstance(lowest, bool) or not isinstance(lowest, (int, float)) or not -1 < lowest <= highest < 1:
-            msg = f"threshold must be {accepted}, got {threshold!r}"
+        if not -1 < float(threshold) < 1:
+            msg = f"threshold must be in (-1, 1) (Perlin noise lies in [-1, 1]), got {threshold!r}"
             raise ValueError(msg)
         if not 0 <= float(mask_rotation) <= 180:  # noqa: PLR2004
             msg = f"mask_rotation must be in [0, 180] degrees, got {mask_rotation!r}"
@@ -613,7 +607,7 @@ class SyntheticDefect(v2.Transform):
         self.probability = float(probability)
         self.blend_factor = (low, high)
         self.perlin_scale_range = (int(scale_low), int(scale_high))
-        self.threshold: float | tuple[float, float] = (float(lowest), float(highest)) if pair else float(threshold)
+        self.threshold = float(threshold)
         self.mask_rotation = float(mask_rotation)
         self.min_defect_area = min_defect_area
         self.min_defect_size = min_defect_size
@@ -679,12 +673,8 @@ class SyntheticDefect(v2.Transform):
         if self.mask_rotation > 0:
             # Zero padding like imgaug's default: rotated-in corners never become defect.
             noise = _rotate_about_centre(noise, angle, padding_mode="zeros")
-        if isinstance(self.threshold, tuple):  # drawn only then, so that the default's random stream is the authors'
-            threshold = _uniform(count, *self.threshold, self.generator).to(device).view(-1, 1, 1, 1)
-        else:
-            threshold = self.threshold
         return filter_components(
-            noise > threshold, self.min_defect_area, self.min_defect_size, self.drop_corner_defects
+            noise > self.threshold, self.min_defect_area, self.min_defect_size, self.drop_corner_defects
         )
 
     def _fallback_discs(self, count: int, height: int, width: int, device: torch.device) -> Tensor:

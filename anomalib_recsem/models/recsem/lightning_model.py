@@ -107,8 +107,6 @@ class RecSem(SafeExportMixin, AnomalibModule):
         anomaly_source: Where defect textures come from: ``None`` (built-in procedural
             textures), ``"self"`` (the image itself) or a folder of images such as DTD's
             ``images/``. Checked when training starts.
-        defect_threshold: Where the Perlin noise becomes a defect (``SyntheticDefect``'s
-            ``threshold``): 0.5, the authors', or a range ``(low, high)`` drawn per image.
         learning_rate: Adam learning rate at the top of the schedule.
         weight_decay: Adam weight decay.
         warmup_epochs: Epochs of linear warm-up from 0.1x before the cosine decay (20).
@@ -146,7 +144,6 @@ class RecSem(SafeExportMixin, AnomalibModule):
         positive_aug_ratio: int = 2,
         negative_aug_ratio: int = 2,
         anomaly_source: str | Path | None = None,
-        defect_threshold: float | tuple[float, float] = 0.5,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-5,
         warmup_epochs: int = 20,
@@ -197,7 +194,6 @@ class RecSem(SafeExportMixin, AnomalibModule):
         self.positive_aug_ratio = int(positive_aug_ratio)
         self.negative_aug_ratio = int(negative_aug_ratio)
         self.anomaly_source = anomaly_source
-        self.defect_threshold = defect_threshold
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.warmup_epochs = warmup_epochs
@@ -214,8 +210,7 @@ class RecSem(SafeExportMixin, AnomalibModule):
     def synthetic_defect(self) -> SyntheticDefect:
         """The defect synthesiser, built on first use so that a missing texture folder only matters when training."""
         if self._synthetic_defect is None:
-            self._synthetic_defect = SyntheticDefect(anomaly_source=self.anomaly_source,
-                                                     threshold=self.defect_threshold)
+            self._synthetic_defect = SyntheticDefect(anomaly_source=self.anomaly_source)
         return self._synthetic_defect
 
     def configure_callbacks(self) -> list[pl.Callback]:
