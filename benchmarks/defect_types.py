@@ -157,11 +157,8 @@ def local_contrast(images: torch.Tensor) -> torch.Tensor:
 
 
 def _real_types(data: harness.EvaluationSet) -> list[tuple[str, torch.Tensor]]:
-    """Each real defect type of ``data`` with the bool ``(N,)`` choosing its images; none without masks."""
-    if data.masks is None:
-        return []
-    return [(name, torch.tensor([kind == name for kind in data.defect_types]))
-            for name in sorted(set(data.defect_types) - {"good"})]
+    """:func:`harness.images_by_defect_type` where ``data`` has masks; none without (nothing to measure a defect's pixels by)."""
+    return [] if data.masks is None else harness.images_by_defect_type(data)
 
 
 def defect_contrasts(data: harness.EvaluationSet,

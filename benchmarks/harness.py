@@ -317,6 +317,12 @@ def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     return float(binary_auroc(scores, labels.long()))
 
 
+def images_by_defect_type(data: EvaluationSet) -> list[tuple[str, torch.Tensor]]:
+    """Each defect type of ``data`` (every test folder but ``good``), sorted, with the bool ``(N,)`` choosing its images."""
+    return [(name, torch.tensor([kind == name for kind in data.defect_types]))
+            for name in sorted(set(data.defect_types) - {"good"})]
+
+
 def evaluate_by_defect_type(data: EvaluationSet, score: torch.Tensor,
                             anomaly_map: torch.Tensor) -> list[dict[str, Any]]:
     """Per defect type: image AUROC against the defect-free images, pixel AUROC within that type, median score.
@@ -334,8 +340,7 @@ def evaluate_by_defect_type(data: EvaluationSet, score: torch.Tensor,
     rows: list[dict[str, Any]] = [{"defect_type": "good", "images": int(normal.sum()), "image_AUROC": math.nan,
                                    "pixel_AUROC": math.nan, "mask_share": 0.0,
                                    "median_score": float(score[normal].median()) if normal.any() else math.nan}]
-    for name in sorted(set(data.defect_types) - {"good"}):
-        chosen = torch.tensor([kind == name for kind in data.defect_types])
+    for name, chosen in images_by_defect_type(data):
         pair = chosen | normal
         masks = data.masks[chosen] if data.masks is not None else None
         rows.append({
