@@ -14,12 +14,16 @@ its two images goes quiet with the input; one that scores the same segments the 
 And what the reconstruction removes (``removal_<category>.csv``): synthetic defects drawn into the
 defect-free test images, of the kind both models train on and of four kinds they never see,
 beside the real defect types, each with how far it stands out from its surroundings.
+And, where the stored images differ in size, what the resize costs (``by_stored_size_<category>.csv``):
+image AUROC within the smaller and the larger half of the test images, each against the
+defect-free images of its own half.
 
 Image AUROC is each
 type's images against the defect-free ones; pixel AUROC is within that type's images (a
 pooled pixel AUROC is dominated by the types with the largest masks). Commands::
 
     uv run python benchmarks/defect_types.py                  # magnetic_tile, every checkpoint found
+    uv run python benchmarks/defect_types.py --models recsem  # one model's checkpoints, the others' rows kept
     uv run python benchmarks/defect_types.py --smoke --output /tmp/curves   # after curves.py --smoke
 """
 
@@ -57,6 +61,9 @@ WINDOW_COLUMNS = ("model", "seed", "step", "rule", "window", "top_k", "image_AUR
 STAND_IN_COLUMNS = ("model", "seed", "step", "discriminator_gets", "image_AUROC", "pixel_AUROC",
                     "normal_map_mean", "category", "image_size", "device", "finished_at")
 
+#: Image AUROC within each half of the test images by stored size.
+SIZE_COLUMNS = ("model", "seed", "step", "half", "sides", "defect_type", "images", "good_images", "image_AUROC",
+                "category", "image_size", "device", "finished_at")
 #: What the reconstruction removes, per kind of defect (synthetic or real).
 REMOVAL_COLUMNS = ("model", "seed", "step", "defects", "origin", "images", "contrast", "mask_share",
                    "residual_pixel_AUROC", "pixel_AUROC", "removed", "category", "image_size", "device", "finished_at")
@@ -223,6 +230,51 @@ def removal_rows(module: LightningModule, data: harness.EvaluationSet, test: har
     return rows
 
 
+def merged(path: Path, scored: list[dict[str, Any]], columns: Sequence[str],
+           models: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Write ``scored`` to the CSV at ``path`` and return what it then holds, in checkpoint order.
+
+    With ``models`` (``--models``), only those models were scored, and the rows of every other
+    model already in the file are kept. Nothing is written when there is no row at all.
+    """
+    kept = [] if models is None else [{key: _parsed(value) for key, value in row.items()}
+                                      for row in harness.read_rows(path) if row["model"] not in models]
+    rows = sorted([*kept, *scored], key=lambda row: f"{row['model']}_seed{row['seed']}")
+    if rows:
+        harness.write_rows(path, rows, columns)
+    return rows
+
+
+def _parsed(cell: str) -> int | float | str:
+    """A CSV cell as the number it was written from, or the text itself."""
+    for kind in (int, float):
+        try:
+            return kind(cell)
+        except ValueError:
+            pass
+    return cell
+
+
+def size_table(rows: Sequence[dict[str, Any]], csv_name: str) -> list[str]:
+    """Markdown lines for :func:`harness.evaluate_by_stored_size`'s rows: one line per model, seed and half."""
+    if not rows:
+        return []
+    types = list(dict.fromkeys(row["defect_type"] for row in rows))
+    lines = ["", "## Image AUROC by stored image size", "",
+             "The test images split at the median of their stored side (geometric mean of width and height), "
+             "so the larger half is the one the resize shrinks most; each half's defective images are scored "
+             f"against the defect-free images of the same half, in `{csv_name}`. Defective images per cell in "
+             "brackets.", "",
+             "| model | seed | step | half | stored side (px) | good | " + " | ".join(types) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(types)]
+    for key in dict.fromkeys((r["model"], r["seed"], r["step"], r["half"]) for r in rows):
+        mine = {r["defect_type"]: r for r in rows if (r["model"], r["seed"], r["step"], r["half"]) == key}
+        first = next(iter(mine.values()))
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {first['sides']} | {first['good_images']} | "
+                     + " | ".join(f"{mine[t]['image_AUROC']:.3f} ({mine[t]['images']})" for t in types) + " |")
+    return lines
+
+
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -233,6 +285,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=None, help="the curves' --width for Draem")
     parser.add_argument("--textures", type=Path, default=harness.DTD_IMAGES,
                         help="any image folder: Draem is built with one, evaluation never reads it")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="score only these models' checkpoints; the other models' rows in the CSVs are kept")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=harness.RESULTS, help="the curves' output folder")
     parser.add_argument("--smoke", action="store_true", help="the curves' smoke settings")
@@ -246,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     data = harness.EvaluationSet(args.root, args.category, args.image_size)
     train = harness.EvaluationSet(args.root, args.category, args.image_size, stride=TRAIN_STRIDE, split="train")
-    rows, windows, stand_ins, removals = [], [], [], []
+    rows, windows, stand_ins, removals, by_size = [], [], [], [], []
     normal = data.labels == 0
     stand_ins_given = (("its reconstruction", None), ("the input itself", data.images),
                        ("the mean training image", train.images.mean(0).expand_as(data.images)))
@@ -254,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     contrasts = defect_contrasts(data, synthetic)
     for checkpoint in sorted((args.output / "checkpoints").glob(f"{args.category}_*_seed*.ckpt")):
         model_name, seed = checkpoint.stem.removeprefix(f"{args.category}_").rsplit("_seed", 1)
+        if args.models is not None and model_name not in args.models:
+            continue
         module = load(model_name, checkpoint, args)
         step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
         test = harness.predictions(module, data.images)
@@ -275,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "normal_map_mean": float(map_[normal].mean()), **fixed})
         removals += [{"model": model_name, "seed": int(seed), "step": step, **row, **fixed}
                      for row in removal_rows(module, data, test, synthetic, contrasts)]
+        by_size += [{"model": model_name, "seed": int(seed), "step": step, **row, **fixed}
+                    for row in harness.evaluate_by_stored_size(data, score)]
         maps = anomaly_map.unsqueeze(1)
         for window, top_k in [(1, 1), *((window, 5) for window in SCORE_WINDOWS)]:
             rule = "maximum" if top_k == 1 else "mean of top 5 after mean filter"
@@ -282,13 +340,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "top_k": top_k, "image_AUROC": harness.auroc(
                                 top_k_mean_filtered(maps, window, top_k), data.labels), **fixed})
     csv_path = args.output / f"defect_types_{args.category}.csv"
-    harness.write_rows(csv_path, rows, COLUMNS)
+    rows = merged(csv_path, rows, COLUMNS, args.models)
     window_path = args.output / f"score_window_{args.category}.csv"
-    harness.write_rows(window_path, windows, WINDOW_COLUMNS)
+    windows = merged(window_path, windows, WINDOW_COLUMNS, args.models)
     stand_in_path = args.output / f"stand_in_{args.category}.csv"
-    harness.write_rows(stand_in_path, stand_ins, STAND_IN_COLUMNS)
+    stand_ins = merged(stand_in_path, stand_ins, STAND_IN_COLUMNS, args.models)
     removal_path = args.output / f"removal_{args.category}.csv"
-    harness.write_rows(removal_path, removals, REMOVAL_COLUMNS)
+    removals = merged(removal_path, removals, REMOVAL_COLUMNS, args.models)
+    size_path = args.output / f"by_stored_size_{args.category}.csv"
+    by_size = merged(size_path, by_size, SIZE_COLUMNS, args.models)
     lines = [f"# Per defect type: `{csv_path.name}`", "", "Written by `benchmarks/defect_types.py` from the last "
              "checkpoint of each learning curve, on the whole test set.", "",
              "| model | seed | step | defect type | images | image AUROC | pixel AUROC | mask share | median score |",
@@ -328,6 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines += [f"| {r['model']} | {r['seed']} | {r['step']} | {r['defects']} | {r['origin']} | {r['contrast']:.2f} | "
               f"{r['mask_share']:.3f} | {r['residual_pixel_AUROC']:.3f} | {r['pixel_AUROC']:.3f} | "
               f"{r['removed']:.2f} |" for r in removals]
+    lines += size_table(by_size, size_path.name)
     lines += ["", "What each model does with its hardest images: rows are the three defect-free images it scores "
               "highest, then the three defective images it scores lowest; columns are input, reconstruction, "
               "anomaly map (scaled to its own maximum) and, where the data has masks, ground-truth mask.", ""]
@@ -336,6 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = args.output / name
     summary.write_text("\n".join(lines) + "\n")
     print(f"{csv_path}\n{window_path}\n{stand_in_path}\n{removal_path}\n{summary}")  # noqa: T201
+    if by_size:
+        print(size_path)  # noqa: T201
     return 0
 
 

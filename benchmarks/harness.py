@@ -30,6 +30,7 @@ from anomalib.metrics import AUPRO
 from anomalib.models import Draem
 from anomalib.models.image.draem.torch_model import DiscriminativeSubNetwork, ReconstructiveSubNetwork
 from lightning.pytorch import Callback, LightningModule, Trainer
+from PIL import Image
 from torchmetrics.functional.classification import binary_auroc
 from torchvision.transforms.v2 import Resize
 
@@ -208,6 +209,15 @@ class EvaluationSet:
         self.masks = torch.cat(masks).bool()[::stride].contiguous() if masks else None
         #: Folder of each image: ``good`` or the defect type.
         self.defect_types: list[str] = [Path(path).parent.name for path in images_of.samples.image_path][::stride]
+        #: ``(N,)`` side of each image as stored, before the resize: the geometric mean of width and
+        #: height (PIL reads only the header). Where sizes vary, the resize shrinks some images more.
+        self.stored_sides = torch.tensor([_stored_side(path) for path in images_of.samples.image_path[::stride]])
+
+
+def _stored_side(path: str) -> float:
+    """Geometric mean of the width and height of the image file at ``path``."""
+    with Image.open(path) as image:
+        return math.sqrt(image.width * image.height)
 
 
 def predict(module: LightningModule, images: torch.Tensor,
@@ -350,6 +360,40 @@ def evaluate_by_defect_type(data: EvaluationSet, score: torch.Tensor,
             "mask_share": float(masks.float().mean()) if masks is not None else math.nan,
             "median_score": float(score[chosen].median()),
         })
+    return rows
+
+
+def evaluate_by_stored_size(data: EvaluationSet, score: torch.Tensor) -> list[dict[str, Any]]:
+    """Image AUROC within the smaller and the larger half of the images as stored, overall and per defect type.
+
+    Where image sizes vary, a resize to one side shrinks the larger images more, and a thin
+    defect may vanish in them. Each half is split at the median stored side (the smaller half
+    keeps the median) and compared only with the defect-free images of the same half, so a
+    model that scores small images higher across the board gains nothing.
+
+    Args:
+        data: The images scored.
+        score: Their image scores ``(N,)`` (:func:`predictions`).
+
+    Returns:
+        list[dict[str, Any]]: For each half, a row for all defect types together and one per
+        type, with ``half``, its stored sides ``sides`` (``"min-max"`` px), ``defect_type``,
+        ``images`` (defective), ``good_images`` and ``image_AUROC``. Empty when every image
+        has the same size.
+    """
+    sides = data.stored_sides
+    if sides.min() == sides.max():
+        return []
+    normal = torch.tensor([name == "good" for name in data.defect_types])
+    median = sides.median()
+    rows: list[dict[str, Any]] = []
+    for half, inside in (("smaller", sides <= median), ("larger", sides > median)):
+        span = f"{sides[inside].min():.0f}-{sides[inside].max():.0f}"
+        for name, chosen in [("all", ~normal), *images_by_defect_type(data)]:
+            pair = inside & (chosen | normal)
+            rows.append({"half": half, "sides": span, "defect_type": name, "images": int((inside & chosen).sum()),
+                         "good_images": int((inside & normal).sum()),
+                         "image_AUROC": auroc(score[pair], chosen[pair].long())})
     return rows
 
 

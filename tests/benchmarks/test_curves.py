@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -57,6 +58,18 @@ def test_smoke_curves_record_points_and_resume(tmp_path: Path) -> None:
         for row in mine:
             assert math.isnan(float(row["removed"])) == (row["origin"] == "real")
             assert float(row["contrast"]) > 0 and 0 < float(row["mask_share"]) < 1
+    assert not (tmp_path / "by_stored_size_dummy.csv").exists()  # generated images all have one size
+    # One model scored again: the other's rows stay as they were, in the same order.
+    before = {name: harness.read_rows(tmp_path / name) for name in (
+        "defect_types_dummy.csv", "score_window_dummy.csv", "stand_in_dummy.csv", "removal_dummy.csv")}
+    assert defect_types.main(["--smoke", "--output", str(tmp_path), "--threads", "1", "--models", "draem"]) == 0
+    for name, old_rows in before.items():
+        new_rows = harness.read_rows(tmp_path / name)
+        assert [row for row in new_rows if row["model"] == "recsem"] == [
+            row for row in old_rows if row["model"] == "recsem"]
+        for new_row, old_row in zip(new_rows, old_rows, strict=True):  # draem's scored again, to the same values
+            assert new_row | {"finished_at": ""} == old_row | {"finished_at": ""}
+    assert "| recsem | 0 | 4 | good |" in (tmp_path / "DEFECT_TYPES_dummy.md").read_text()
     # A finished run is not trained again.
     assert curves.main(["--smoke", "--output", str(tmp_path)]) == 0
     assert len(harness.read_rows(csv_path)) == len(rows)
@@ -164,6 +177,23 @@ def test_local_contrast_is_zero_on_a_flat_image_and_peaks_at_a_lone_bright_pixel
 def _point(model: str, seed: int, step: int, seconds: float, auroc: float, aupro: float) -> dict[str, str]:
     return {"model": model, "seed": str(seed), "step": str(step), "seconds": str(seconds),
             "image_AUROC": str(auroc), "pixel_AUPRO": str(aupro)}
+
+
+def test_size_halves_compare_defects_only_with_defect_free_images_of_their_own_half() -> None:
+    # Small images score higher across the board, so only a comparison within each half says
+    # which defects are found: the small cracks beat their half's defect-free images, the large
+    # ones mostly lose to theirs (pooled with every defect-free image they would give 0.125).
+    data = SimpleNamespace(stored_sides=torch.tensor([100.0, 100, 100, 100, 100, 400, 400, 400, 400]),
+                           defect_types=["good", "good", "crack", "crack", "blowhole", "good", "good", "crack", "crack"])
+    score = torch.tensor([0.5, 0.6, 0.8, 0.9, 0.7, 0.1, 0.2, 0.05, 0.15])
+    rows = {(row["half"], row["defect_type"]): row for row in harness.evaluate_by_stored_size(data, score)}
+    assert rows["smaller", "crack"]["image_AUROC"] == 1.0 and rows["smaller", "all"]["image_AUROC"] == 1.0
+    assert rows["larger", "crack"]["image_AUROC"] == 0.25  # 0.15 beats 0.1 only
+    assert math.isnan(rows["larger", "blowhole"]["image_AUROC"]) and rows["larger", "blowhole"]["images"] == 0
+    assert rows["smaller", "all"]["images"] == 3 and rows["larger", "all"]["good_images"] == 2
+    assert rows["smaller", "crack"]["sides"] == "100-100" and rows["larger", "all"]["sides"] == "400-400"
+    data.stored_sides = torch.full((9,), 300.0)
+    assert harness.evaluate_by_stored_size(data, score) == []
 
 
 def test_paired_comparison_averages_only_the_seeds_both_models_reached() -> None:
