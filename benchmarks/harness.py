@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -207,11 +208,19 @@ class EvaluationSet:
         self.labels = torch.cat(labels).long()[::stride]
         #: ``(N, H, W)`` pixel labels; None for a dataset with image labels only.
         self.masks = torch.cat(masks).bool()[::stride].contiguous() if masks else None
+        #: File of each image.
+        self.image_paths: list[str] = list(images_of.samples.image_path)[::stride]
         #: Folder of each image: ``good`` or the defect type.
-        self.defect_types: list[str] = [Path(path).parent.name for path in images_of.samples.image_path][::stride]
-        #: ``(N,)`` side of each image as stored, before the resize: the geometric mean of width and
-        #: height (PIL reads only the header). Where sizes vary, the resize shrinks some images more.
-        self.stored_sides = torch.tensor([_stored_side(path) for path in images_of.samples.image_path[::stride]])
+        self.defect_types: list[str] = [Path(path).parent.name for path in self.image_paths]
+
+    @cached_property
+    def stored_sides(self) -> torch.Tensor:
+        """``(N,)`` side of each image as stored, before the resize: the geometric mean of width and height.
+
+        Where sizes vary, the resize shrinks some images more. Read on first use (PIL reads
+        only each file's header), so evaluations that never ask open no file again.
+        """
+        return torch.tensor([_stored_side(path) for path in self.image_paths])
 
 
 def _stored_side(path: str) -> float:
@@ -385,15 +394,15 @@ def evaluate_by_stored_size(data: EvaluationSet, score: torch.Tensor) -> list[di
     if sides.min() == sides.max():
         return []
     normal = torch.tensor([name == "good" for name in data.defect_types])
+    defective = [("all", ~normal), *images_by_defect_type(data)]
     median = sides.median()
     rows: list[dict[str, Any]] = []
     for half, inside in (("smaller", sides <= median), ("larger", sides > median)):
         span = f"{sides[inside].min():.0f}-{sides[inside].max():.0f}"
-        for name, chosen in [("all", ~normal), *images_by_defect_type(data)]:
+        for name, chosen in defective:
             pair = inside & (chosen | normal)
             rows.append({"half": half, "sides": span, "defect_type": name, "images": int((inside & chosen).sum()),
-                         "good_images": int((inside & normal).sum()),
-                         "image_AUROC": auroc(score[pair], chosen[pair].long())})
+                         "good_images": int((inside & normal).sum()), "image_AUROC": auroc(score[pair], chosen[pair])})
     return rows
 
 
