@@ -390,10 +390,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if future.exception() is not None:
                     failed.append(runs[future])
                     logging.getLogger("curves").error("%s seed %s failed", *runs[future], exc_info=future.exception())
-    plot(csv_path, csv_path.with_suffix(".png"))
-    summary = summarise(csv_path, args.output / ("CURVES.md" if args.category == "magnetic_tile"
-                                                 else f"CURVES_{args.category}.md"))
-    print(f"{csv_path}\n{csv_path.with_suffix('.png')}\n{summary}")  # noqa: T201
+    if harness.read_rows(csv_path):  # runs that all failed before their first point leave nothing to draw
+        plot(csv_path, csv_path.with_suffix(".png"))
+        summary = summarise(csv_path, args.output / ("CURVES.md" if args.category == "magnetic_tile"
+                                                     else f"CURVES_{args.category}.md"))
+        print(f"{csv_path}\n{csv_path.with_suffix('.png')}\n{summary}")  # noqa: T201
     if failed:
         print(f"failed runs (model, seed): {failed}", file=sys.stderr)  # noqa: T201
         return 1

@@ -224,3 +224,14 @@ def test_plot_only_without_curves_names_the_missing_csv(tmp_path: Path, capsys: 
     assert curves.main(["--plot-only", "--output", str(tmp_path)]) == 2
     assert str(tmp_path / "curve_magnetic_tile.csv") in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_runs_that_fail_before_their_first_point_are_reported_and_nothing_is_drawn(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root, _ = harness.smoke_data(tmp_path / "data")
+    arguments = ["--models", "recsem", "--seeds", "0", "--steps", "2", "--every", "2", "--jobs", "1", "--preset",
+                 "recsem_tiny", "--image-size", "64", "--root", str(root), "--category", "dummy", "--textures",
+                 str(tmp_path / "no_textures"), "--output", str(tmp_path / "out")]
+    assert curves.main(arguments) == 1
+    assert "failed runs (model, seed): [('recsem', 0)]" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "curve_dummy.png").exists()
