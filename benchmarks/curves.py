@@ -281,13 +281,18 @@ def within_budget(rows: Sequence[dict[str, str]], model: str, seconds: float = B
     return table
 
 
-def summarise(csv_path: Path, path: Path) -> Path:
-    """CURVES.md: each model's mean ± std over seeds per step, RecSem against Draem, and the 2-hour goal."""
+def summarise(csv_path: Path, path: Path, eval_stride: int = 2) -> Path:
+    """CURVES.md: each model's mean ± std over seeds per step, RecSem against Draem, and the 2-hour goal.
+
+    ``eval_stride``: the runs' ``--eval-stride`` (the CSV does not record it), named in the text.
+    """
     rows = harness.read_rows(csv_path)
+    scored = "the whole test set" if eval_stride == 1 else (
+        "every second test image" if eval_stride == 2 else f"every {eval_stride}th test image")
     lines = [f"# Learning curves: `{csv_path.name}`", "",
              "Written by `benchmarks/curves.py` (redraw: `--plot-only`). Mean ± sample standard deviation over the",
-             "seeds that reached each step; `seconds` is training wall clock (evaluations excluded). Scored on every",
-             "second test image. Spread: per-pixel standard deviation across images of the reconstructions over",
+             "seeds that reached each step; `seconds` is training wall clock (evaluations excluded). Scored on",
+             f"{scored}. Spread: per-pixel standard deviation across images of the reconstructions over",
              "that of the inputs (0: one image whatever the input).", "",
              f"![curves]({csv_path.with_suffix('.png').name})", ""]
     columns = {key: name for key, name in {
@@ -393,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if harness.read_rows(csv_path):  # runs that all failed before their first point leave nothing to draw
         plot(csv_path, csv_path.with_suffix(".png"))
         summary = summarise(csv_path, args.output / ("CURVES.md" if args.category == "magnetic_tile"
-                                                     else f"CURVES_{args.category}.md"))
+                                                     else f"CURVES_{args.category}.md"), args.eval_stride)
         print(f"{csv_path}\n{csv_path.with_suffix('.png')}\n{summary}")  # noqa: T201
     if failed:
         print(f"failed runs (model, seed): {failed}", file=sys.stderr)  # noqa: T201

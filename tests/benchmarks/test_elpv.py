@@ -104,3 +104,6 @@ def test_curve_summary_leaves_out_pixel_columns_only_for_data_without_masks(tmp_
     assert ("pixel AUPRO" in tables[0]) is with_masks
     assert ("nan" in text) is False
     assert any(line.startswith("| 250 | 1 | 0.600 | 0.600 | 1/1 |") for line in tables)
+    assert "Scored on\nevery second test image." in text
+    text = curves.summarise(tmp_path / "curve_elpv.csv", tmp_path / "CURVES_elpv.md", eval_stride=8).read_text()
+    assert "Scored on\nevery 8th test image." in text
