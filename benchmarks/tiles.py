@@ -129,8 +129,9 @@ def write(source: Path, category: str, output: Path, short_side: int, tile: int)
             (output / category / split / kind).mkdir(parents=True, exist_ok=True)
             _save(image_tiles[index], output / category / split / kind / f"{name}.png")
             if mask_tiles is not None:
-                (output / category / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
-                _save(mask_tiles[index].expand(3, -1, -1), output / category / "ground_truth" / kind / f"{name}_mask.png")
+                masks_folder = output / category / "ground_truth" / kind
+                masks_folder.mkdir(parents=True, exist_ok=True)
+                _save(mask_tiles[index].expand(3, -1, -1), masks_folder / f"{name}_mask.png")
             written += 1
     return written
 
@@ -152,13 +153,18 @@ def stitched_maps(module: RecSem, data: harness.EvaluationSet, short_side: int) 
     return maps, masks
 
 
+def image_scores(maps: list[torch.Tensor], window: int) -> torch.Tensor:
+    """``(N,)`` RecSem's image score of each stitched map: mean of its 5 largest values after a ``window`` px filter."""
+    return torch.stack([top_k_mean_filtered(anomaly_map[None, None], window, 5)[0] for anomaly_map in maps])
+
+
 def hardest_images(data: harness.EvaluationSet, maps: list[torch.Tensor], masks: list[torch.Tensor | None],
                    window: int, short_side: int, path: Path, count: int = 3) -> None:
     """Save image | stitched map | mask of the top-scoring defect-free and lowest-scoring defective images.
 
     Rows are scaled to one height; each map to its own maximum.
     """
-    score = torch.stack([top_k_mean_filtered(anomaly_map[None, None], window, 5)[0] for anomaly_map in maps])
+    score = image_scores(maps, window)
     normal = torch.tensor([kind == "good" for kind in data.defect_types])
     chosen = [*normal.nonzero().flatten()[score[normal].argsort(descending=True)[:count]],
               *(~normal).nonzero().flatten()[score[~normal].argsort()[:count]]]
@@ -178,23 +184,27 @@ def score_rows(data: harness.EvaluationSet, maps: list[torch.Tensor], masks: lis
                window: int) -> list[dict[str, Any]]:
     """Image AUROC (RecSem's rule with a ``window`` px filter on the stitched maps) and pixel AUROC.
 
-    Rows per defect type and for all types together, over the whole test set and within each
-    half by stored size (as :func:`harness.evaluate_by_stored_size`).
+    Rows per defect type and for all types together, over the whole test set and, where the
+    stored sizes differ, within each half by stored size (as :func:`harness.evaluate_by_stored_size`).
     """
-    score = torch.stack([top_k_mean_filtered(anomaly_map[None, None], window, 5)[0] for anomaly_map in maps])
+    score = image_scores(maps, window)
     normal = torch.tensor([kind == "good" for kind in data.defect_types])
     sides = data.stored_sides
     rows = []
-    for half, inside in (("all", torch.ones_like(normal)), ("smaller", sides <= sides.median()),
-                         ("larger", sides > sides.median())):
+    halves = [("all", torch.ones_like(normal))]
+    if sides.min() < sides.max():  # halves only where sizes differ (as harness.evaluate_by_stored_size)
+        halves += [("smaller", sides <= sides.median()), ("larger", sides > sides.median())]
+    for half, inside in halves:
         for name, chosen in [("all", ~normal), *harness.images_by_defect_type(data)]:
             pair = inside & (chosen | normal)
-            pixels = [(maps[index].flatten(), masks[index].flatten()) for index in (inside & chosen).nonzero().flatten()]
-            pixel_auroc = harness.auroc(torch.cat([p for p, _ in pixels]), torch.cat([m for _, m in pixels])) \
-                if pixels else math.nan
-            rows.append({"half": half, "defect_type": name, "images": int((inside & chosen).sum()),
-                         "good_images": int((inside & normal).sum()), "image_AUROC": harness.auroc(score[pair], chosen[pair]),
-                         "pixel_AUROC": pixel_auroc, "window": window})
+            found = (inside & chosen).nonzero().flatten()
+            pixel_auroc = math.nan if len(found) == 0 else harness.auroc(
+                torch.cat([maps[index].flatten() for index in found]),
+                torch.cat([masks[index].flatten() for index in found]))
+            rows.append({"half": half, "defect_type": name, "images": len(found),
+                         "good_images": int((inside & normal).sum()),
+                         "image_AUROC": harness.auroc(score[pair], chosen[pair]), "pixel_AUROC": pixel_auroc,
+                         "window": window})
     return rows
 
 
@@ -253,6 +263,9 @@ def score(args: argparse.Namespace) -> None:
     for checkpoint in checkpoints:
         model_name, seed = checkpoint.stem.removeprefix(f"{args.category}_").rsplit("_seed", 1)
         module = RecSem.load_from_checkpoint(checkpoint, map_location="cpu", weights_only=False)
+        if tuple(module.model.image_size) != (args.tile, args.tile):
+            msg = f"{checkpoint} was trained at {tuple(module.model.image_size)} px, not on --tile {args.tile} px tiles"
+            raise ValueError(msg)
         step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
         maps, masks = stitched_maps(module, data, args.short_side)
         fixed = {"model": model_name, "seed": int(seed), "step": step, "short_side": args.short_side,

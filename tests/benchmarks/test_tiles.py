@@ -140,3 +140,33 @@ def test_scoring_a_folder_without_checkpoints_says_to_train_first(tmp_path: Path
     with pytest.raises(FileNotFoundError, match="no dummy checkpoints in .*checkpoints: train on the tiles first"):
         tiles.main(["score", "--root", str(root), "--category", "dummy", "--tile", "32", "--output", str(tmp_path)])
     assert not (tmp_path / "TILES.md").exists()
+
+
+def _checkpoint(folder: Path, image_size: int) -> None:
+    """A RecSem checkpoint as ``curves.py`` keeps it (untrained, tiny widths)."""
+    import lightning  # noqa: PLC0415
+
+    from anomalib_recsem import RecSem  # noqa: PLC0415
+
+    module = RecSem(image_size=image_size, reconstruction_width=4, discriminator_width=4)
+    (folder / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "global_step": 3,
+                "pytorch-lightning_version": lightning.__version__}, folder / "checkpoints" / "dummy_recsem_seed0.ckpt")
+
+
+def test_score_stitches_every_test_image_and_writes_tables_and_pictures(tmp_path: Path) -> None:
+    root = write_mvtec_dataset(tmp_path / "mvtec", num_train=1, num_test_good=2, num_test_defective=2, size=64)
+    _checkpoint(tmp_path / "out", image_size=32)
+    arguments = ["score", "--root", str(root), "--category", "dummy", "--short-side", "48", "--output",
+                 str(tmp_path / "out"), "--threads", "1"]
+    with pytest.raises(ValueError, match=r"dummy_recsem_seed0.ckpt was trained at \(32, 32\) px, not on --tile 16"):
+        tiles.main([*arguments, "--tile", "16"])
+    assert tiles.main([*arguments, "--tile", "32"]) == 0
+    rows = harness.read_rows(tmp_path / "out" / "tiles_dummy.csv")
+    # The generated images all have one size: no halves.
+    assert [(row["half"], row["defect_type"]) for row in rows] == [("all", "all"), ("all", "defect")]
+    whole = next(row for row in rows if row["half"] == "all" and row["defect_type"] == "all")
+    assert (whole["images"], whole["good_images"], whole["step"]) == ("2", "2", "3")
+    assert 0.0 <= float(whole["image_AUROC"]) <= 1.0 and 0.0 <= float(whole["pixel_AUROC"]) <= 1.0
+    assert "| recsem | 0 | 3 |" in (tmp_path / "out" / "TILES.md").read_text()
+    assert (tmp_path / "out" / "hardest_dummy_recsem_seed0.png").stat().st_size > 0
