@@ -235,14 +235,15 @@ def merged(path: Path, scored: list[dict[str, Any]], columns: Sequence[str],
     """Write ``scored`` to the CSV at ``path`` and return what it then holds, in checkpoint order.
 
     With ``models`` (``--models``), only those models were scored, and the rows of every other
-    model already in the file are kept. Nothing is written when there is no row at all.
+    model already in the file are kept. Nothing is written when there is no row at all. The
+    rows come back as read from the file, so the tables round kept and new rows alike.
     """
-    kept = [] if models is None else [{key: _parsed(value) for key, value in row.items()}
-                                      for row in harness.read_rows(path) if row["model"] not in models]
+    kept = [] if models is None else [row for row in harness.read_rows(path) if row["model"] not in models]
     rows = sorted([*kept, *scored], key=lambda row: f"{row['model']}_seed{row['seed']}")
-    if rows:
-        harness.write_rows(path, rows, columns)
-    return rows
+    if not rows:
+        return []
+    harness.write_rows(path, rows, columns)
+    return [{key: _parsed(value) for key, value in row.items()} for row in harness.read_rows(path)]
 
 
 def _parsed(cell: str) -> int | float | str:

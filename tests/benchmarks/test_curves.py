@@ -235,3 +235,13 @@ def test_runs_that_fail_before_their_first_point_are_reported_and_nothing_is_dra
     assert curves.main(arguments) == 1
     assert "failed runs (model, seed): [('recsem', 0)]" in capsys.readouterr().err
     assert not (tmp_path / "out" / "curve_dummy.png").exists()
+
+
+def test_merged_rows_come_back_as_the_csv_holds_them_kept_or_new(tmp_path: Path) -> None:
+    # New and kept rows alike are rounded to the CSV's 6 significant digits, so the Markdown
+    # tables print a value the same way whether its model was rescored or kept.
+    path, columns = tmp_path / "rows.csv", ("model", "seed", "value")
+    defect_types.merged(path, [{"model": "draem", "seed": 0, "value": 0.5744999}], columns, None)
+    rows = defect_types.merged(path, [{"model": "recsem", "seed": 0, "value": 0.5744999}], columns, ["recsem"])
+    assert rows == [{"model": "draem", "seed": 0, "value": 0.5745}, {"model": "recsem", "seed": 0, "value": 0.5745}]
+    assert defect_types.merged(tmp_path / "none.csv", [], columns, ["recsem"]) == []
