@@ -94,10 +94,7 @@ def hardest_images(module: LightningModule, data: harness.EvaluationSet, scores:
 
     was_training = module.training
     module.eval()
-    normal = (data.labels == 0).nonzero().flatten()
-    defective = (data.labels == 1).nonzero().flatten()
-    chosen = torch.cat([normal[scores[normal].argsort(descending=True)[:count]],
-                        defective[scores[defective].argsort()[:count]]])
+    chosen = harness.hardest(scores, data.labels == 0, count)
     with torch.no_grad():
         output, reconstruction = harness.predict(module, data.images[chosen])
     module.train(was_training)

@@ -336,6 +336,16 @@ def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     return float(binary_auroc(scores, labels.long()))
 
 
+def hardest(scores: torch.Tensor, normal: torch.Tensor, count: int = 3) -> torch.Tensor:
+    """Indices of the ``count`` defect-free images scored highest, then of the defective ones scored lowest.
+
+    ``normal``: bool ``(N,)``, True for the defect-free images.
+    """
+    good, defective = normal.nonzero().flatten(), (~normal).nonzero().flatten()
+    return torch.cat([good[scores[good].argsort(descending=True)[:count]],
+                      defective[scores[defective].argsort()[:count]]])
+
+
 def images_by_defect_type(data: EvaluationSet) -> list[tuple[str, torch.Tensor]]:
     """Each defect type of ``data`` (every test folder but ``good``), sorted, with the bool ``(N,)`` choosing its images."""
     return [(name, torch.tensor([kind == name for kind in data.defect_types]))
@@ -372,6 +382,18 @@ def evaluate_by_defect_type(data: EvaluationSet, score: torch.Tensor,
     return rows
 
 
+def stored_size_halves(data: EvaluationSet) -> list[tuple[str, torch.Tensor]]:
+    """``("smaller", chosen)`` and ``("larger", chosen)``: the images split at the median stored side.
+
+    The smaller half keeps the median. None when every image has the same size.
+    """
+    sides = data.stored_sides
+    if sides.min() == sides.max():
+        return []
+    median = sides.median()
+    return [("smaller", sides <= median), ("larger", sides > median)]
+
+
 def evaluate_by_stored_size(data: EvaluationSet, score: torch.Tensor) -> list[dict[str, Any]]:
     """Image AUROC within the smaller and the larger half of the images as stored, overall and per defect type.
 
@@ -391,13 +413,10 @@ def evaluate_by_stored_size(data: EvaluationSet, score: torch.Tensor) -> list[di
         has the same size.
     """
     sides = data.stored_sides
-    if sides.min() == sides.max():
-        return []
     normal = torch.tensor([name == "good" for name in data.defect_types])
     defective = [("all", ~normal), *images_by_defect_type(data)]
-    median = sides.median()
     rows: list[dict[str, Any]] = []
-    for half, inside in (("smaller", sides <= median), ("larger", sides > median)):
+    for half, inside in stored_size_halves(data):
         span = f"{sides[inside].min():.0f}-{sides[inside].max():.0f}"
         for name, chosen in defective:
             pair = inside & (chosen | normal)

@@ -92,6 +92,11 @@ def stitch(maps: torch.Tensor, corners: Sequence[tuple[int, int]], size: tuple[i
     return total / count
 
 
+def _mask_path(image_path: str | Path, kind: str) -> Path:
+    """The MVTec AD-layout mask of a defective image: ``<category>/ground_truth/<kind>/<stem>_mask.png``."""
+    return Path(image_path).parents[2] / "ground_truth" / kind / f"{Path(image_path).stem}_mask.png"
+
+
 def _read(path: Path) -> torch.Tensor:
     """An image file as ``(C, H, W)`` in ``[0, 1]``, RGB as anomalib reads it."""
     with Image.open(path) as image:
@@ -122,7 +127,7 @@ def write(source: Path, category: str, output: Path, short_side: int, tile: int)
         image_tiles, corners = tiles(image, tile)
         mask_tiles = None
         if kind != "good":
-            mask = _read(source / category / "ground_truth" / kind / f"{path.stem}_mask.png")[:1]
+            mask = _read(_mask_path(path, kind))[:1]
             mask_tiles, _ = tiles(aspect_resize(mask, short_side, mask=True), tile)
         for index, (top, left) in enumerate(corners):
             name = f"{path.stem}_y{top}_x{left}"
@@ -148,8 +153,8 @@ def stitched_maps(module: RecSem, data: harness.EvaluationSet, short_side: int) 
         image_tiles, corners = tiles(image, tile)
         output, _ = module.model.detect(image_tiles)
         maps.append(stitch(output.anomaly_map.reshape(-1, tile, tile).float(), corners, image.shape[-2:]))
-        mask_path = Path(path).parents[2] / "ground_truth" / kind / f"{Path(path).stem}_mask.png"
-        masks.append(aspect_resize(_read(mask_path)[:1], short_side, mask=True)[0] > 0.5 if kind != "good" else None)
+        masks.append(None if kind == "good" else aspect_resize(_read(_mask_path(path, kind))[:1], short_side,
+                                                                mask=True)[0] > 0.5)
     return maps, masks
 
 
@@ -164,12 +169,9 @@ def hardest_images(data: harness.EvaluationSet, maps: list[torch.Tensor], masks:
 
     Rows are scaled to one height; each map to its own maximum.
     """
-    score = image_scores(maps, window)
     normal = torch.tensor([kind == "good" for kind in data.defect_types])
-    chosen = [*normal.nonzero().flatten()[score[normal].argsort(descending=True)[:count]],
-              *(~normal).nonzero().flatten()[score[~normal].argsort()[:count]]]
     rows = []
-    for index in chosen:
+    for index in harness.hardest(image_scores(maps, window), normal, count):
         image = aspect_resize(_read(Path(data.image_paths[index])), short_side)
         anomaly_map = maps[index] / maps[index].max().clamp(min=1e-6)
         mask = masks[index] if masks[index] is not None else torch.zeros_like(anomaly_map, dtype=torch.bool)
@@ -189,12 +191,8 @@ def score_rows(data: harness.EvaluationSet, maps: list[torch.Tensor], masks: lis
     """
     score = image_scores(maps, window)
     normal = torch.tensor([kind == "good" for kind in data.defect_types])
-    sides = data.stored_sides
     rows = []
-    halves = [("all", torch.ones_like(normal))]
-    if sides.min() < sides.max():  # halves only where sizes differ (as harness.evaluate_by_stored_size)
-        halves += [("smaller", sides <= sides.median()), ("larger", sides > sides.median())]
-    for half, inside in halves:
+    for half, inside in [("all", torch.ones_like(normal)), *harness.stored_size_halves(data)]:
         for name, chosen in [("all", ~normal), *harness.images_by_defect_type(data)]:
             pair = inside & (chosen | normal)
             found = (inside & chosen).nonzero().flatten()
@@ -221,11 +219,12 @@ def mask_geometry(data: harness.EvaluationSet, tile: int, short_side: int) -> li
         with a marked region, the share whose region is taller than wide (``vertical``), and
         the mean width ``width_stored``, ``width_square`` and ``width_tiled`` in pixels.
     """
-    geometry = []
-    for path, kind in zip(data.image_paths, data.defect_types, strict=True):
+    # Per image: regions taller than wide, and the width as stored, squashed and tiled (NaN: no region).
+    measures = torch.full((len(data.image_paths), 4), math.nan, dtype=torch.float64)
+    for index, (path, kind) in enumerate(zip(data.image_paths, data.defect_types, strict=True)):
         if kind == "good":
             continue
-        mask = _read(Path(path).parents[2] / "ground_truth" / kind / f"{Path(path).stem}_mask.png")[0] > 0.5
+        mask = _read(_mask_path(path, kind))[0] > 0.5
         rows, columns = mask.nonzero(as_tuple=True)
         if len(rows) == 0:
             continue
@@ -233,21 +232,18 @@ def mask_geometry(data: harness.EvaluationSet, tile: int, short_side: int) -> li
         across = len(rows) / max(height, width)
         vertical = height > width  # then it runs down the image and its width lies along the image's width
         side_across = mask.shape[1] if vertical else mask.shape[0]
-        geometry.append((Path(path), kind, vertical, across, across * tile / side_across,
-                         across * short_side / min(mask.shape)))
-    sides = {Path(path): float(side) for path, side in zip(data.image_paths, data.stored_sides, strict=True)}
-    median = float(data.stored_sides.median())
+        measures[index] = torch.tensor([vertical, across, across * tile / side_across,
+                                        across * short_side / min(mask.shape)])
+    measured = ~measures[:, 0].isnan()
     out = []
-    for half in ("all", "smaller", "larger"):
-        for kind in sorted({entry[1] for entry in geometry}):
-            chosen = [entry for entry in geometry if entry[1] == kind and (
-                half == "all" or (sides[entry[0]] <= median) == (half == "smaller"))]
-            if not chosen:  # e.g. the larger half where every image has the same size
+    for half, inside in [("all", torch.ones_like(measured)), *harness.stored_size_halves(data)]:
+        for kind, of_kind in harness.images_by_defect_type(data):
+            chosen = inside & of_kind & measured
+            if not chosen.any():
                 continue
-            out.append({"half": half, "defect_type": kind, "images": len(chosen),
-                        "vertical": sum(entry[2] for entry in chosen) / len(chosen),
-                        **{f"width_{name}": sum(entry[index] for entry in chosen) / len(chosen)
-                           for index, name in ((3, "stored"), (4, "square"), (5, "tiled"))}})
+            mean = measures[chosen].mean(0).tolist()
+            out.append({"half": half, "defect_type": kind, "images": int(chosen.sum()), "vertical": mean[0],
+                        "width_stored": mean[1], "width_square": mean[2], "width_tiled": mean[3]})
     return out
 
 
