@@ -32,8 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from anomalib.data.utils import read_image  # noqa: E402
 from PIL import Image  # noqa: E402
 from torchvision.transforms.v2.functional import InterpolationMode, resize  # noqa: E402
 
@@ -98,9 +98,8 @@ def _mask_path(image_path: str | Path, kind: str) -> Path:
 
 
 def _read(path: Path) -> torch.Tensor:
-    """An image file as ``(C, H, W)`` in ``[0, 1]``, RGB as anomalib reads it."""
-    with Image.open(path) as image:
-        return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)
+    """An image file as a plain ``(C, H, W)`` tensor in ``[0, 1]``, RGB, read as anomalib's datasets read it."""
+    return read_image(path, as_tensor=True).as_subclass(torch.Tensor)
 
 
 def _save(image: torch.Tensor, path: Path) -> None:
