@@ -56,7 +56,7 @@ RECSEM_VARIANTS: dict[str, dict[str, Any]] = {
     # which sub-network's width limits the CPU preset: each doubled alone
     "recsem_wide_reconstruction": {"reconstruction_width": 32},
     "recsem_wide_discriminator": {"discriminator_width": 32},
-    # the authors' 20 warm-up epochs are about 3 900 steps on magnetic_tile: a 2-hour CPU run
+    # the authors' 20 warm-up epochs are about 3 800 steps on magnetic_tile: a 2-hour CPU run
     # barely leaves them; 2 epochs let the cosine decay happen within a short run
     "recsem_short_warmup": {"warmup_epochs": 2},
     "recsem_ema": {},  # the preset, trained with the callback below

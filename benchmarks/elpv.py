@@ -19,6 +19,9 @@ not installed by default). This script writes it, unchanged pixel for pixel, as 
 Split: cells with probability 0 are defect-free; every fourth of them (sorted by name) goes to
 ``test/good``, the rest to ``train/good``; cells with probability 1 go to ``test/defective``. The
 uncertain ones (1/3 and 2/3) are left out: neither label can be trusted for them.
+
+Defective cells are darker as a whole, so the script also writes the bar an image AUROC on ELPV
+has to pass: the test set ranked by darkness alone (``grey_level_elpv.csv`` in ``--output``).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Columns of ``grey_level_<category>.csv``.
+GREY_LEVEL_COLUMNS = ("category", "score", "images", "good_images", "image_AUROC")
 #: Every n-th defect-free cell (sorted by file name) is held out for the test set.
 TEST_STRIDE = 4
 
@@ -96,15 +101,51 @@ def prepare(root: Path, labels: Path | None = None, category: str = "elpv") -> d
     return {folder: len(paths) for folder, paths in folders.items()}
 
 
+def grey_level_row(root: Path, category: str = "elpv") -> dict[str, str | int | float]:
+    """Image AUROC of ``root/category``'s test set ranked by darkness alone.
+
+    Each test image, as stored, is scored by its negative mean grey level (darker = more
+    anomalous); every folder of ``test/`` but ``good`` is defective.
+
+    Raises:
+        FileNotFoundError: If ``root/category/test`` holds no PNG images, naming the folder.
+    """
+    import numpy as np  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+    from PIL import Image  # noqa: PLC0415
+
+    from benchmarks import harness  # noqa: PLC0415
+
+    paths = sorted((root / category / "test").glob("*/*.png"))
+    if not paths:
+        msg = f"{root / category / 'test'} holds no <folder>/*.png images: write the category first (elpv.py)."
+        raise FileNotFoundError(msg)
+    darkness, labels = [], []
+    for path in paths:
+        with Image.open(path) as image:
+            darkness.append(-float(np.asarray(image.convert("L"), dtype=np.float64).mean()))
+        labels.append(int(path.parent.name != "good"))
+    label_tensor = torch.tensor(labels)
+    return {"category": category, "score": "negative mean grey level", "images": len(paths),
+            "good_images": int((label_tensor == 0).sum()),
+            "image_AUROC": harness.auroc(torch.tensor(darkness), label_tensor)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Write the category and say how many images went where."""
+    """Write the category, say how many images went where, and write the grey-level bar."""
+    from benchmarks import harness  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, default=REPO_ROOT / "datasets", help="MVTec AD-layout root to write into")
+    parser.add_argument("--output", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "elpv",
+                        help="folder for grey_level_elpv.csv")
     args = parser.parse_args(argv)
     counts = prepare(args.root)
     print(f"{args.root / 'elpv'}: " + ", ".join(f"{folder} {count}" for folder, count in counts.items()))  # noqa: T201
+    row = grey_level_row(args.root)
+    harness.write_rows(args.output / "grey_level_elpv.csv", [row], GREY_LEVEL_COLUMNS)
+    print(f"test set ranked by darkness alone: image AUROC {row['image_AUROC']:.3f}")  # noqa: T201
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -288,7 +288,7 @@ def evaluate(module: LightningModule, data: EvaluationSet, batch_size: int = 32)
             residual.update(images, reconstruction, data.masks[rows])
     score, anomaly_map = torch.cat(scores), torch.cat(maps)
     metrics = {
-        "image_AUROC": float(binary_auroc(score, data.labels)),
+        "image_AUROC": auroc(score, data.labels),
         "pixel_AUROC": math.nan,
         "pixel_AUPRO": math.nan,
         "reconstruction_error": float(error.compute()),
@@ -299,7 +299,7 @@ def evaluate(module: LightningModule, data: EvaluationSet, batch_size: int = 32)
         aupro = AUPRO(fields=["anomaly_map", "gt_mask"], fpr_limit=0.3, strict=False)
         aupro.update(ImageBatch(image=data.images[:1].expand(len(score), -1, -1, -1), anomaly_map=anomaly_map,
                                 gt_mask=data.masks))
-        metrics |= {"pixel_AUROC": float(binary_auroc(anomaly_map.flatten(), data.masks.flatten().long())),
+        metrics |= {"pixel_AUROC": auroc(anomaly_map.flatten(), data.masks.flatten()),
                     "pixel_AUPRO": float(aupro.compute()), "residual_pixel_AUROC": float(residual.compute())}
     return metrics
 
@@ -330,9 +330,17 @@ def predictions(module: LightningModule, images: torch.Tensor, batch_size: int =
 
 
 def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
-    """Binary AUROC, NaN when one class is missing (torchmetrics would return 0)."""
+    """Binary AUROC of any real-valued ``scores``, NaN when one class is missing (torchmetrics would return 0).
+
+    torchmetrics takes scores outside ``[0, 1]`` for logits and applies a sigmoid, which in
+    float32 makes every score above about 17, or below about -88, the same: such scores are
+    ranked first (ties kept) and the ranks scaled to ``[0, 1]``, which leaves the AUROC as it is.
+    """
     if labels.min() == labels.max():
         return math.nan
+    if scores.min() < 0 or scores.max() > 1:
+        distinct, rank = torch.unique(scores.double(), return_inverse=True)
+        scores = rank.double() / max(1, len(distinct) - 1)
     return float(binary_auroc(scores, labels.long()))
 
 

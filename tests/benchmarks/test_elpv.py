@@ -107,3 +107,17 @@ def test_curve_summary_leaves_out_pixel_columns_only_for_data_without_masks(tmp_
     assert "Scored on\nevery second test image." in text
     text = curves.summarise(tmp_path / "curve_elpv.csv", tmp_path / "CURVES_elpv.md", eval_stride=8).read_text()
     assert "Scored on\nevery 8th test image." in text
+
+
+def test_grey_level_bar_ranks_the_test_cells_by_darkness(tmp_path: Path) -> None:
+    elpv.prepare(tmp_path, _write_elpv(tmp_path / "package"))
+    # Generated defective cells are the brighter ones (grey 182, 186, 189 against 61, 70), so
+    # darkness ranks every defective cell below every defect-free one.
+    row = elpv.grey_level_row(tmp_path)
+    assert row == {"category": "elpv", "score": "negative mean grey level", "images": 5, "good_images": 2,
+                   "image_AUROC": 0.0}
+
+
+def test_grey_level_bar_without_images_names_the_folder(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"elpv/test holds no"):
+        elpv.grey_level_row(tmp_path)
