@@ -63,6 +63,19 @@ def test_config_is_a_valid_recsem_grid(name: str) -> None:
         assert len(jobs) == 2
 
 
+@pytest.mark.parametrize(("name", "preset"), [("recsem_sweep.yaml", "recsem_small"),
+                                             ("recsem_smoke.yaml", "recsem_tiny")])
+def test_config_repeats_its_preset(name: str, preset: str) -> None:
+    """The pipeline cannot read a preset file: what the config leaves fixed must be the preset's."""
+    from anomalib_recsem.presets import model_arguments
+
+    config = yaml.safe_load((CONFIGS / name).read_text())["benchmark"]["model"]["init_args"]
+    swept = {key for key, value in config.items() if isinstance(value, dict) and "grid" in value}
+    own = {"max_epochs", "image_size", "anomaly_source"}  # what a sweep sets for itself
+    expected = {key: value for key, value in model_arguments(preset).items() if key not in own | swept}
+    assert {key: value for key, value in config.items() if key not in own | swept} == expected
+
+
 @pytest.mark.slow
 def test_smoke_sweep_runs_every_job(tmp_path: Path) -> None:
     """``anomalib benchmark`` on a tiny dataset: one CSV row with finite metrics per job."""

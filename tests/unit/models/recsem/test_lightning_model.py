@@ -35,6 +35,16 @@ def test_defaults_are_the_paper_settings() -> None:
     assert sum(parameter.numel() for parameter in model.model.parameters()) == 78_983_749
 
 
+def test_paper_preset_scales_its_memory_and_score_window_with_the_image_size() -> None:
+    # The YAML leaves both to the code, so --model.image_size 128 gives half of everything.
+    paper = model_arguments("recsem")
+    assert (paper["memory_scales"], paper["score_kernel_size"]) == (None, None)
+    at_256 = RecSem(**paper).model
+    assert (at_256.memory_scales, at_256.score_kernel_size) == ((8, 16), 21)
+    at_128 = RecSem(**{**paper, "image_size": 128}).model
+    assert (at_128.memory_scales, at_128.score_kernel_size) == ((4, 8), 11)
+
+
 def test_pre_processor_resizes_with_antialiasing_and_without_normalising() -> None:
     model = RecSem(image_size=(64, 128), reconstruction_width=4, discriminator_width=4)
     assert isinstance(model.pre_processor, AntialiasedPreProcessor)
@@ -186,7 +196,8 @@ def test_compile_trains_through_a_compiled_network_that_shares_the_weights() -> 
     assert network is not model.model and "_orig_mod" in dict(network.named_children())
     assert network._orig_mod is model.model  # noqa: SLF001
     assert not any(name.startswith("_compiled") for name in model.state_dict())
-    assert RecSem(**TINY)._training_network() is not None  # noqa: SLF001
+    eager = RecSem(**TINY)
+    assert eager._training_network() is eager.model  # noqa: SLF001
 
 
 def test_bf16_autocast_loss_is_close_to_float32() -> None:
