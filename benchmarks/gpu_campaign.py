@@ -1,11 +1,11 @@
-"""A GPU campaign that fits a short device loan: the speed grid, then RecSem and Draem learning curves.
+"""A GPU campaign within a fixed time budget: the speed grid, then RecSem and Draem learning curves.
 
-Prepare the data here (it must travel with the code, 64 MiB at most), then run one command on
-the GPU machine; everything it measures lands in ``$OUT``::
+Prepare the data here (small enough to copy beside the code: under 64 MiB), then run one command on
+the GPU machine; everything it measures lands in ``--output``::
 
     uv run python benchmarks/gpu_campaign.py --prepare          # writes .gpu/data (ignored by git)
-    # on the GPU machine, with .gpu and .venv carried:
-    .venv/bin/python benchmarks/gpu_campaign.py --budget 540 --output "$OUT"
+    # on the GPU machine, with .gpu and .venv copied beside the code:
+    .venv/bin/python benchmarks/gpu_campaign.py --budget 540 --output gpu_results
 
 1. ``speed.py --parts defects train`` on CUDA: defect synthesis per batch of 8 (procedural
    textures, 128 and 256 px); then the paper configuration and CPU preset, fp32 / bf16 /
@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from benchmarks import harness  # noqa: E402
 
 DATA = REPO_ROOT / ".gpu" / "data"
-#: Texture files carried (of DTD's 1200 here): the same subset for both models.
+#: Texture files copied (of DTD's 1200 here): the same subset for both models.
 TEXTURES_CARRIED = 300
 
 
@@ -79,7 +79,7 @@ def _run(command: list[str], seconds: float, log: Path) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Prepare the data, or run the campaign."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prepare", action="store_true", help="write the data to carry, then stop")
+    parser.add_argument("--prepare", action="store_true", help="write the data to copy to the GPU machine, then stop")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--output", type=Path, default=harness.RESULTS / "gpu")
     parser.add_argument("--budget", type=float, default=540, help="seconds for the whole campaign")

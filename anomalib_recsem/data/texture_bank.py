@@ -72,10 +72,6 @@ def resize_bilinear(images: Tensor, height: int, width: int) -> Tensor:
     return out.view(num, channels, height, width)
 
 
-def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator | None) -> Tensor:
-    return torch.rand(shape, generator=generator) * (high - low) + low
-
-
 def _rand_split(generator: torch.Generator | None, *shapes: tuple[int, ...]) -> list[Tensor]:
     """``[torch.rand(shape, generator=generator) for shape in shapes]`` from one draw.
 

@@ -1,6 +1,6 @@
 """RecSem through anomalib's Engine: fit, validate, test, predict, export and inference.
 
-Mirrors anomalib's own model test harness (tests/integration/model/test_models.py) on a
+Mirrors the model test harness in anomalib's repository (tests/integration/model/test_models.py) on a
 small generated MVTec AD-layout dataset, with tiny widths so it runs on a CPU.
 """
 

@@ -1,4 +1,4 @@
-"""RecSem on real photographs: Magnetic Tile Defects (../shared/datasets, MVTec AD layout).
+"""RecSem on real photographs: Magnetic Tile Defects (MVTec AD layout, in ``$RECSEM_DATASETS``).
 
 The images are grayscale, of varying non-square sizes, and four ``uneven`` tiles have an
 all-zero mask. A subset keeps the run short; the test skips when the data is absent.

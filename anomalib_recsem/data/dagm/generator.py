@@ -45,8 +45,6 @@ logger = logging.getLogger(__name__)
 DEFECT_TYPES: tuple[str, ...] = ("scratch", "spot", "dent", "stain")
 """Defect kinds :func:`add_defect` can paint."""
 
-TEXTURE_STYLES: tuple[str, ...] = ("brushed", "grain", "blotchy", "woven", "speckle", "ripple")
-"""Texture styles :func:`make_texture` can render."""
 
 # One texture style (with style parameters) per DAGM class so that classes look different.
 _CATEGORY_TEXTURES: dict[str, tuple[str, dict[str, float]]] = {

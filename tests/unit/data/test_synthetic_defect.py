@@ -38,8 +38,9 @@ from anomalib_recsem.data.synthetic_defect import (
     filter_components,
 )
 from anomalib_recsem.data.texture_bank import procedural_textures
+from tests.conftest import SHARED_DATASETS
 
-DTD_ROOT = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "dtd"
+DTD_ROOT = SHARED_DATASETS / "dtd"
 SIZE = 48
 
 

@@ -243,11 +243,6 @@ class MultiScalePrototypeMemory(nn.Module):
             for scale in scales
         )
 
-    @property
-    def out_channels_factor(self) -> int:
-        """Number of scales, i.e. how many times ``C`` the output has."""
-        return len(self.units)
-
     def forward(self, features: torch.Tensor) -> PrototypeReadout:
         """Run every scale and concatenate.
 
