@@ -37,6 +37,8 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, float]]] = {
     "authors_memory_no_compactness": ({"normalize_query": False}, {"compactness": 0.0}),
     "authors_memory_no_location_embedding": ({"normalize_query": False, "location_embedding": False}, {}),
     "discriminator_sees_clean_image": ({"discriminator_input": "clean"}, {}),
+    "photos_source": ({"anomaly_source": "photos"}, {}),
+    "procedural_source": ({"anomaly_source": None}, {}),
 }
 METRICS = ("reconstruction_spread", "reconstruction_error", "residual_pixel_AUROC", "image_AUROC", "pixel_AUPRO")
 COLUMNS = ("variant", "seed", "epochs", "steps", *METRICS, "train_seconds", "device", "finished_at")

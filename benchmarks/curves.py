@@ -51,7 +51,8 @@ COLUMNS = (
 RECSEM_VARIANTS: dict[str, dict[str, Any]] = {
     "recsem": {},
     "recsem_authors_memory": {"normalize_query": False},
-    "recsem_procedural_source": {"anomaly_source": None},  # the built-in texture bank, RecSem's default
+    "recsem_procedural_source": {"anomaly_source": None},  # the built-in texture bank
+    "recsem_photos_source": {"anomaly_source": "photos"},  # crops of scikit-image's photographs
     "recsem_self_source": {"anomaly_source": "self"},
     # which sub-network's width limits the CPU preset: each doubled alone
     "recsem_wide_reconstruction": {"reconstruction_width": 32},
@@ -185,7 +186,7 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> None:
 
 
 def texture_label(source: str | Path | None) -> str:
-    """The ``textures`` column: the folder's name, ``self`` or ``procedural``."""
+    """The ``textures`` column: the folder's name, ``photos``, ``self`` or ``procedural``."""
     return "procedural" if source is None else Path(source).name
 
 

@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from anomalib_recsem import SyntheticDefect  # noqa: E402
-from anomalib_recsem.data.texture_bank import fit_size  # noqa: E402
+from anomalib_recsem.data.texture_bank import TextureFolder, fit_size  # noqa: E402
 from anomalib_recsem.presets import model_arguments  # noqa: E402
 from benchmarks import harness  # noqa: E402
 
@@ -184,16 +184,17 @@ def run_train(args: argparse.Namespace, device: torch.device) -> None:
 
 
 def run_defects(args: argparse.Namespace, device: torch.device) -> None:
-    """SyntheticDefect per batch of 8, procedural and DTD textures, at 128 and 256 px."""
+    """SyntheticDefect per batch of 8, procedural textures, photographs and DTD, at 128 and 256 px."""
     path = args.output / "defects.csv"
-    sources = {"procedural": None, "dtd": harness.DTD_IMAGES if harness.DTD_IMAGES.is_dir() else None}
+    sources = {"procedural": None, "photos": "photos",
+               "dtd": harness.DTD_IMAGES if harness.DTD_IMAGES.is_dir() else None}
     for size in (128, 256):
         for name, source in sources.items():
             if name == "dtd" and source is None:
                 continue
             transform = SyntheticDefect(anomaly_source=source, seed=0)
             textures = transform.texture_folder
-            if textures is not None:  # training decodes and resizes each file once; time what follows
+            if isinstance(textures, TextureFolder):  # training decodes and resizes each file once; time what follows
                 shape = fit_size(size, size, textures.size)
                 for start in range(0, len(textures.paths), 64):
                     textures.textures(torch.arange(start, min(start + 64, len(textures.paths))), *shape)

@@ -11,8 +11,9 @@ RecSem's reconstruction and recognition networks, as the authors' code does:
    axis and image), rotated by ``U(-90, 90)`` degrees with zero padding and thresholded at
    0.5. Optionally, connected components that are small, tiny or in the top-left corner are
    dropped (the authors' later variant).
-3. *Anomaly source*: a texture (the built-in procedural bank, a folder such as DTD, or the
-   image itself rotated by ``U(-90, 90)`` degrees), passed through 3 of 10 photometric and
+3. *Anomaly source*: a texture (the built-in procedural bank, crops of the photographs that
+   ship with scikit-image, a folder such as DTD, or the image itself rotated by ``U(-90, 90)``
+   degrees), passed through 3 of 10 photometric and
    geometric augmentations (imgaug ``SomeOf(3, ..., random_order=True)``), each with the
    authors' parameter ranges. Grey images get grey textures.
 4. *Blend*: ``defective = clean * (1 - m) + beta * clean * m + (1 - beta) * texture * m``
@@ -50,7 +51,14 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from .perlin import perlin_noise_2d
-from .texture_bank import PROCEDURAL_RENDER_SIZE, TextureFolder, fit_size, procedural_textures, resize_bilinear
+from .texture_bank import (
+    PROCEDURAL_RENDER_SIZE,
+    PhotoCrops,
+    TextureFolder,
+    fit_size,
+    procedural_textures,
+    resize_bilinear,
+)
 
 __all__ = ["SOURCE_AUGMENTATIONS", "DefectBatch", "SyntheticDefect", "augment_sources", "filter_components"]
 
@@ -512,7 +520,10 @@ class SyntheticDefect(v2.Transform):
 
     Args:
         anomaly_source: Where defect textures come from. ``None`` (default): a built-in
-            procedural texture bank, no files needed. ``"self"``: the image itself,
+            procedural texture bank, no files needed. ``"photos"``: random square crops, at
+            every scale, of 18 photographs that ship with scikit-image (brick, grass, gravel,
+            cells, scenes; :class:`~anomalib_recsem.data.texture_bank.PhotoCrops`), natural
+            textures like DTD's without a download. ``"self"``: the image itself,
             rotated by ``U(-90, 90)`` degrees with edge padding (the authors' later variant).
             A directory: texture images, DTD layout ``images/<class>/*.jpg``,
             ``<dir>/<class>/*.jpg`` or any folder (searched recursively for
@@ -618,16 +629,19 @@ class SyntheticDefect(v2.Transform):
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
         self.anomaly_source: str | Path | None
-        self.texture_folder: TextureFolder | None = None
+        self.texture_folder: TextureFolder | PhotoCrops | None = None
         if anomaly_source is None:
             self.anomaly_source = None
         elif isinstance(anomaly_source, str) and anomaly_source == "self":
             self.anomaly_source = "self"
+        elif isinstance(anomaly_source, str) and anomaly_source == "photos":
+            self.anomaly_source = "photos"
+            self.texture_folder = PhotoCrops()
         elif isinstance(anomaly_source, (str, Path)):
             self.anomaly_source = Path(anomaly_source)
             self.texture_folder = TextureFolder(self.anomaly_source)
         else:
-            msg = f"anomaly_source must be None, 'self' or a directory path, got {anomaly_source!r}"
+            msg = f"anomaly_source must be None, 'photos', 'self' or a directory path, got {anomaly_source!r}"
             raise ValueError(msg)
 
     def extra_repr(self) -> str:

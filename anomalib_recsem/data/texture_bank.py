@@ -1,6 +1,6 @@
 """Anomaly-source textures for :class:`~anomalib_recsem.data.SyntheticDefect`.
 
-Two sources of RGB textures, both returning float batches ``(N, 3, H, W)`` in ``[0, 1]``:
+Three sources of RGB textures, all returning float batches ``(N, 3, H, W)`` in ``[0, 1]``:
 
 * :func:`procedural_textures` draws colourful textures (fractal value noise, stripes,
   checkerboards, blotches, linear/radial gradients, and blends of two of these) directly
@@ -9,6 +9,9 @@ Two sources of RGB textures, both returning float batches ``(N, 3, H, W)`` in ``
   DRAEM and RecSem). Files are decoded lazily, each the first time it is drawn, squashed
   to ``size x size`` like the original ``cv2.resize`` and cached as ``uint8``; at any other
   output size, the resized texture is cached instead.
+* :class:`PhotoCrops` cuts random square crops at every scale out of the photographs that
+  ship with scikit-image (brick, grass, gravel, cells, ...): natural textures, like DTD's,
+  without a download.
 
 All random numbers are drawn on the CPU (from ``generator`` or torch's global generator)
 and moved to the device, so a seed gives the same textures on CPU and GPU.
@@ -16,6 +19,7 @@ and moved to the device, so a seed gives the same textures on CPU and GPU.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 from pathlib import Path
@@ -30,6 +34,8 @@ from torch import Tensor
 __all__ = [
     "IMAGE_EXTENSIONS",
     "PROCEDURAL_RENDER_SIZE",
+    "SKIMAGE_PHOTOS",
+    "PhotoCrops",
     "TextureFolder",
     "find_texture_images",
     "fit_size",
@@ -419,3 +425,112 @@ class TextureFolder:
         if not wanted:
             return torch.zeros(0, 3, height, width, device=device)
         return torch.from_numpy(np.stack([cache[i].numpy() for i in wanted])).to(device)
+
+
+#: Photographs bundled with scikit-image (installed with anomalib), read from its ``data``
+#: folder: textures (brick, grass, gravel, cells, retina, the moon's surface, a star field,
+#: printed text) and scenes. Named one by one so that a scikit-image release adding images
+#: does not change what a seed draws.
+SKIMAGE_PHOTOS: tuple[str, ...] = (
+    "astronaut.png", "brick.png", "camera.png", "cell.png", "chelsea.png", "coffee.png", "coins.png", "grass.png",
+    "gravel.png", "hubble_deep_field.jpg", "ihc.png", "microaneurysms.png", "moon.png", "motorcycle_left.png",
+    "retina.jpg", "rocket.jpg", "page.png", "text.png",
+)  # fmt: skip
+
+
+def skimage_data_folder() -> Path:
+    """scikit-image's ``data`` folder, found without importing scikit-image (about a second)."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        msg = "anomaly_source 'photos' reads scikit-image's bundled photographs, but scikit-image is not installed."
+        raise ModuleNotFoundError(msg)
+    return Path(next(iter(spec.submodule_search_locations))) / "data"
+
+
+class PhotoCrops:
+    """Random square crops of photographs: natural textures at every scale, without downloads.
+
+    Each draw picks a photograph, a crop side uniform between ``min_side`` and the
+    photograph's shorter side (in its own pixels), and a position, and resizes the crop
+    (antialiased) to the requested size, on the device asked for. Photographs are decoded on
+    the first draw, shrunk so that their shorter side is at most ``2 * size`` (a crop's cost
+    then stays flat), and kept (12 MB), with a copy on each device drawn for.
+
+    Args:
+        folder: Folder of the photographs (default: scikit-image's ``data`` folder).
+        names: File names in ``folder`` (default: :data:`SKIMAGE_PHOTOS`).
+        size: Longest side the textures are drawn at before the defect's own resize (256,
+            as for :class:`TextureFolder`).
+        min_side: Smallest crop side, in the photograph's own pixels.
+
+    Raises:
+        FileNotFoundError: If a photograph is missing, naming it and the folder.
+    """
+
+    def __init__(self, folder: Path | None = None, names: tuple[str, ...] = SKIMAGE_PHOTOS, size: int = 256,
+                 min_side: int = 64) -> None:
+        folder = skimage_data_folder() if folder is None else Path(folder)
+        self.paths = [folder / name for name in names]
+        missing = [path.name for path in self.paths if not path.is_file()]
+        if missing or not self.paths:
+            msg = (f"anomaly_source 'photos': {folder} lacks {', '.join(missing) or 'every photograph'}; "
+                   "pass a folder of texture images as anomaly_source instead.")
+            raise FileNotFoundError(msg)
+        self.size = size
+        self.min_side = min_side
+        self._photos: list[tuple[Tensor, float]] = []  # (uint8 (3, h, w), shrink factor)
+        self._on_device: dict[torch.device, list[Tensor]] = {}  # the photographs where crops are cut
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getstate__(self) -> dict:
+        # DataLoader workers decode their own copies.
+        state = self.__dict__.copy()
+        state["_photos"], state["_on_device"] = [], {}
+        return state
+
+    def _decoded(self) -> list[tuple[Tensor, float]]:
+        if not self._photos:
+            for path in self.paths:
+                try:
+                    with Image.open(path) as image:
+                        rgb = image.convert("RGB")
+                except (OSError, ValueError, SyntaxError) as error:
+                    msg = f"anomaly_source 'photos': cannot read {str(path)!r}: {error}"
+                    raise OSError(msg) from error
+                factor = min(1.0, 2 * self.size / min(rgb.size))
+                if factor < 1:
+                    rgb = rgb.resize((round(rgb.width * factor), round(rgb.height * factor)), Image.Resampling.BILINEAR)
+                self._photos.append((torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1), factor))
+        return self._photos
+
+    def sample(
+        self,
+        count: int,
+        height: int,
+        width: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
+    ) -> Tensor:
+        """Draw ``count`` crops, each resized to ``(height, width)``: as :meth:`TextureFolder.sample`."""
+        device = torch.device(device)
+        photos = self._decoded()
+        if device not in self._on_device:  # cut and resized where training runs: no copy per batch
+            self._on_device[device] = [photo.to(device) for photo, _ in photos]
+        picks = torch.randint(0, len(photos), (count,), generator=generator).tolist()
+        draws = torch.rand(count, 3, generator=generator, dtype=torch.float64).tolist()
+        crops = []
+        for index, (side_draw, top_draw, left_draw) in zip(picks, draws, strict=True):
+            photo, factor = self._on_device[device][index], photos[index][1]
+            shortest = min(photo.shape[-2:])
+            native = round(shortest / factor)  # the shorter side as stored
+            low = min(self.min_side, native)
+            side = min(shortest, max(1, round((low + side_draw * (native - low)) * factor)))
+            top = int(top_draw * (photo.shape[-2] - side + 1))
+            left = int(left_draw * (photo.shape[-1] - side + 1))
+            crop = photo[:, top : top + side, left : left + side].unsqueeze(0).float().div_(255)
+            crops.append(resize_bilinear(crop, height, width))
+        if not crops:
+            return torch.zeros(0, 3, height, width, device=device)
+        return torch.cat(crops)

@@ -104,9 +104,11 @@ class RecSem(SafeExportMixin, AnomalibModule):
             figure and DRAEM) or ``"clean"`` (the defect-free image, as in the authors' code).
         positive_aug_ratio: Copies of each training image with a synthetic defect per epoch.
         negative_aug_ratio: Copies of each training image without one per epoch.
-        anomaly_source: Where defect textures come from: ``None`` (built-in procedural
-            textures), ``"self"`` (the image itself) or a folder of images such as DTD's
-            ``images/``. Checked when training starts.
+        anomaly_source: Where defect textures come from: ``"photos"`` (default: crops of the
+            photographs that ship with scikit-image, natural textures like the paper's DTD,
+            which cannot be downloaded offline), ``None`` (built-in procedural textures),
+            ``"self"`` (the image itself) or a folder of images such as DTD's ``images/``.
+            Checked when training starts.
         learning_rate: Adam learning rate at the top of the schedule.
         weight_decay: Adam weight decay.
         warmup_epochs: Epochs of linear warm-up from 0.1x before the cosine decay (20).
@@ -143,7 +145,7 @@ class RecSem(SafeExportMixin, AnomalibModule):
         discriminator_input: str = "augmented",
         positive_aug_ratio: int = 2,
         negative_aug_ratio: int = 2,
-        anomaly_source: str | Path | None = None,
+        anomaly_source: str | Path | None = "photos",
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-5,
         warmup_epochs: int = 20,

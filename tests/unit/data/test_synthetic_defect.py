@@ -37,7 +37,7 @@ from anomalib_recsem.data.synthetic_defect import (
     augment_sources,
     filter_components,
 )
-from anomalib_recsem.data.texture_bank import procedural_textures
+from anomalib_recsem.data.texture_bank import PhotoCrops, procedural_textures
 from tests.conftest import SHARED_DATASETS
 
 DTD_ROOT = SHARED_DATASETS / "dtd"
@@ -104,13 +104,12 @@ def _check_invariants(result: DefectBatch, images: torch.Tensor) -> None:
 
 
 @pytest.mark.parametrize("channels", [1, 3])
-@pytest.mark.parametrize("source", ["procedural", "self", "dtd_like", "flat_folder"])
+@pytest.mark.parametrize("source", ["procedural", "photos", "self", "dtd_like", "flat_folder"])
 def test_invariants_for_every_source_and_channel_count(
     source: str, channels: int, request: pytest.FixtureRequest
 ) -> None:
-    anomaly_source = {"procedural": None, "self": "self"}[source] if source in ("procedural", "self") else (
-        request.getfixturevalue(source)
-    )
+    named = {"procedural": None, "photos": "photos", "self": "self"}
+    anomaly_source = named[source] if source in named else request.getfixturevalue(source)
     transform = SyntheticDefect(anomaly_source=anomaly_source, seed=0)
     images = _images(channels=channels)
     result = transform.synthesize(images, torch.ones(images.shape[0], dtype=torch.bool))
@@ -301,6 +300,22 @@ def test_folder_textures_are_used(tmp_path: Path) -> None:
     inside = (result.mask > 0).expand_as(images)
     expected = torch.tensor(colour, dtype=torch.float32).div(255).view(1, 3, 1, 1).expand_as(images)
     torch.testing.assert_close(result.defective[inside], expected[inside])
+
+
+def test_photos_source_pastes_crops_of_scikit_image_photographs() -> None:
+    transform = SyntheticDefect(
+        anomaly_source="photos", blend_factor=(0.0, 0.0), num_source_augmentations=0, light_augmentation=False, seed=0
+    )
+    assert isinstance(transform.texture_folder, PhotoCrops)
+    drawn = []
+    sample = transform.texture_folder.sample
+    transform.texture_folder.sample = lambda *args: drawn.append(sample(*args)) or drawn[-1]
+    images = _images(batch=4)
+    result = transform.synthesize(images, torch.ones(4, dtype=torch.bool))
+    # No blend and no augmentation: inside the mask the image is the crop itself.
+    inside = (result.mask > 0).expand_as(images)
+    assert len(drawn) == 1 and drawn[0].shape == images.shape
+    torch.testing.assert_close(result.defective[inside], drawn[0][inside])
 
 
 def test_self_source_uses_the_image(tmp_path: Path) -> None:

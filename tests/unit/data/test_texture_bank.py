@@ -1,4 +1,4 @@
-"""TextureFolder: textures drawn at another size are resized once and kept."""
+"""TextureFolder (textures drawn at another size are resized once and kept) and PhotoCrops."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from anomalib_recsem.data.texture_bank import TextureFolder, resize_bilinear
+from anomalib_recsem.data.texture_bank import SKIMAGE_PHOTOS, PhotoCrops, TextureFolder, resize_bilinear
 
 
 @pytest.fixture
@@ -55,3 +55,50 @@ def test_pickled_folder_carries_no_textures(folder: Path) -> None:
     textures.load(torch.arange(6))
     assert len(pickle.dumps(textures)) == empty
     assert textures.textures(torch.zeros(0, dtype=torch.long), 8, 8).shape == (0, 3, 8, 8)
+
+
+def _numbered_photo(path: Path, height: int, width: int) -> np.ndarray:
+    """A grey photograph whose every pixel differs from its neighbours: ``(row * width + column) % 251``."""
+    pixels = (np.arange(height * width).reshape(height, width) % 251).astype(np.uint8)
+    Image.fromarray(pixels).save(path)
+    return pixels
+
+
+def test_photo_crops_are_squares_of_the_photograph_at_their_own_scale(tmp_path: Path) -> None:
+    pixels = _numbered_photo(tmp_path / "a.png", 30, 40)
+    crops = PhotoCrops(tmp_path, ("a.png",), size=64, min_side=8)
+    for seed in range(20):
+        texture = crops.sample(1, 8, 8, torch.Generator().manual_seed(seed))  # sides 8..30, shrunk to 8 px
+        assert texture.shape == (1, 3, 8, 8)
+        assert torch.equal(texture[0, 0], texture[0, 2])  # grey stays grey
+    # min_side = the shorter side: every crop is the 30 x 30 square at some column, unresized.
+    whole = PhotoCrops(tmp_path, ("a.png",), size=64, min_side=30)
+    crop = (whole.sample(1, 30, 30, torch.Generator().manual_seed(3))[0, 0] * 255).round().to(torch.uint8).numpy()
+    left = int(np.flatnonzero(pixels[0] == crop[0, 0])[0])
+    assert np.array_equal(crop, pixels[:, left : left + 30])
+
+
+def test_photo_crops_shrink_large_photographs_once_and_keep_the_crop_scale(tmp_path: Path) -> None:
+    _numbered_photo(tmp_path / "big.png", 200, 300)
+    crops = PhotoCrops(tmp_path, ("big.png",), size=25, min_side=200)  # kept at a 50 px shorter side
+    texture = crops.sample(2, 10, 10, torch.Generator().manual_seed(0))
+    photo, factor = crops._photos[0]  # noqa: SLF001
+    assert photo.shape == (3, 50, 75) and factor == pytest.approx(0.25)
+    assert texture.shape == (2, 3, 10, 10)
+    # A draw is reproducible from the seed, and the pickled source carries no photographs.
+    assert torch.equal(texture, crops.sample(2, 10, 10, torch.Generator().manual_seed(0)))
+    copy = pickle.loads(pickle.dumps(crops))
+    assert copy._photos == [] and copy._on_device == {}  # noqa: SLF001
+
+
+def test_missing_photographs_are_named_with_their_folder(tmp_path: Path) -> None:
+    _numbered_photo(tmp_path / "a.png", 10, 10)
+    with pytest.raises(FileNotFoundError, match=r"lacks b\.png; pass a folder"):
+        PhotoCrops(tmp_path, ("a.png", "b.png"))
+
+
+def test_scikit_image_ships_every_photograph() -> None:
+    crops = PhotoCrops()
+    assert len(crops) == len(SKIMAGE_PHOTOS) == 18
+    textures = crops.sample(4, 32, 48, torch.Generator().manual_seed(0))
+    assert textures.shape == (4, 3, 32, 48) and 0 <= textures.min() and textures.max() <= 1

@@ -14,6 +14,7 @@ from lightning.pytorch.callbacks import EMAWeightAveraging
 from torchvision.transforms.v2 import Normalize, Resize
 
 from anomalib_recsem import RecSem
+from anomalib_recsem.data.texture_bank import PhotoCrops
 from anomalib_recsem.models.recsem.components.resize import AntialiasedPreProcessor
 from anomalib_recsem.models.recsem.lightning_model import warmup_cosine
 from anomalib_recsem.presets import model_arguments
@@ -33,6 +34,12 @@ def test_defaults_are_the_paper_settings() -> None:
     assert model.learning_type.value == "one_class"
     # The authors' network, 1x1 output convolution included.
     assert sum(parameter.numel() for parameter in model.model.parameters()) == 78_983_749
+
+
+def test_defects_are_cut_from_scikit_image_photographs_unless_told_otherwise() -> None:
+    # DTD, the paper's source, cannot be downloaded offline (model README, deviation 4).
+    assert isinstance(RecSem(**TINY).synthetic_defect.texture_folder, PhotoCrops)
+    assert RecSem(**{**TINY, "anomaly_source": None}).synthetic_defect.texture_folder is None
 
 
 def test_paper_preset_scales_its_memory_and_score_window_with_the_image_size() -> None:
