@@ -23,7 +23,7 @@ type's images against the defect-free ones; pixel AUROC is within that type's im
 pooled pixel AUROC is dominated by the types with the largest masks). Commands::
 
     uv run python benchmarks/defect_types.py                  # magnetic_tile, every checkpoint found
-    uv run python benchmarks/defect_types.py --models recsem  # one model's checkpoints, the others' rows kept
+    uv run python benchmarks/defect_types.py --models recsem  # one model's checkpoints
     uv run python benchmarks/defect_types.py --smoke --output /tmp/curves   # after curves.py --smoke
 """
 
@@ -228,14 +228,15 @@ def removal_rows(module: LightningModule, data: harness.EvaluationSet, test: har
 
 
 def merged(path: Path, scored: list[dict[str, Any]], columns: Sequence[str],
-           models: Sequence[str] | None) -> list[dict[str, Any]]:
+           checkpoints: set[tuple[str, int]]) -> list[dict[str, Any]]:
     """Write ``scored`` to the CSV at ``path`` and return what it then holds, in checkpoint order.
 
-    With ``models`` (``--models``), only those models were scored, and the rows of every other
-    model already in the file are kept. Nothing is written when there is no row at all. The
-    rows come back as read from the file, so the tables round kept and new rows alike.
+    The rows of the ``checkpoints`` scored now, ``(model, seed)``, replace theirs in the file;
+    every other row is kept, since checkpoints are not committed and a later machine may hold
+    only some of them. Nothing is written when there is no row at all. The rows come back as
+    read from the file, so the tables round kept and new rows alike.
     """
-    kept = [] if models is None else [row for row in harness.read_rows(path) if row["model"] not in models]
+    kept = [row for row in harness.read_rows(path) if (row["model"], int(row["seed"])) not in checkpoints]
     rows = sorted([*kept, *scored], key=lambda row: f"{row['model']}_seed{row['seed']}")
     if not rows:
         return []
@@ -284,7 +285,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--textures", type=Path, default=harness.DTD_IMAGES,
                         help="any image folder: Draem is built with one, evaluation never reads it")
     parser.add_argument("--models", nargs="+", default=None,
-                        help="score only these models' checkpoints; the other models' rows in the CSVs are kept")
+                        help="score only these models' checkpoints")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=harness.RESULTS, help="the curves' output folder")
     parser.add_argument("--smoke", action="store_true", help="the curves' smoke settings")
@@ -299,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = harness.EvaluationSet(args.root, args.category, args.image_size)
     train = harness.EvaluationSet(args.root, args.category, args.image_size, stride=TRAIN_STRIDE, split="train")
     rows, windows, stand_ins, removals, by_size = [], [], [], [], []
+    scored: set[tuple[str, int]] = set()
     normal = data.labels == 0
     stand_ins_given = (("its reconstruction", None), ("the input itself", data.images),
                        ("the mean training image", train.images.mean(0).expand_as(data.images)))
@@ -309,6 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.models is not None and model_name not in args.models:
             continue
         module = load(model_name, checkpoint, args)
+        scored.add((model_name, int(seed)))
         step = torch.load(checkpoint, map_location="cpu", weights_only=False)["global_step"]
         test = harness.predictions(module, data.images)
         score, anomaly_map = test.scores, test.maps
@@ -338,15 +341,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                             "top_k": top_k, "image_AUROC": harness.auroc(
                                 top_k_mean_filtered(maps, window, top_k), data.labels), **fixed})
     csv_path = args.output / f"defect_types_{args.category}.csv"
-    rows = merged(csv_path, rows, COLUMNS, args.models)
+    rows = merged(csv_path, rows, COLUMNS, scored)
     window_path = args.output / f"score_window_{args.category}.csv"
-    windows = merged(window_path, windows, WINDOW_COLUMNS, args.models)
+    windows = merged(window_path, windows, WINDOW_COLUMNS, scored)
     stand_in_path = args.output / f"stand_in_{args.category}.csv"
-    stand_ins = merged(stand_in_path, stand_ins, STAND_IN_COLUMNS, args.models)
+    stand_ins = merged(stand_in_path, stand_ins, STAND_IN_COLUMNS, scored)
     removal_path = args.output / f"removal_{args.category}.csv"
-    removals = merged(removal_path, removals, REMOVAL_COLUMNS, args.models)
+    removals = merged(removal_path, removals, REMOVAL_COLUMNS, scored)
     size_path = args.output / f"by_stored_size_{args.category}.csv"
-    by_size = merged(size_path, by_size, SIZE_COLUMNS, args.models)
+    by_size = merged(size_path, by_size, SIZE_COLUMNS, scored)
     lines = [f"# Per defect type: `{csv_path.name}`", "", "Written by `benchmarks/defect_types.py` from the last "
              "checkpoint of each learning curve, on the whole test set.", "",
              "| model | seed | step | defect type | images | image AUROC | pixel AUROC | mask share | median score |",

@@ -42,7 +42,7 @@ from anomalib_recsem.presets import model_arguments
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results"
-#: Real data beside the project; never copied into it.
+#: Real data beside the project (``$RECSEM_DATASETS``), never copied into it; tests that need it read it here.
 SHARED_DATASETS = Path(os.environ.get("RECSEM_DATASETS", REPO_ROOT.parent / "shared" / "datasets"))
 #: Both models draw defect textures from the same DTD files.
 DTD_IMAGES = SHARED_DATASETS / "dtd" / "images"

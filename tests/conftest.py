@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from anomalib_recsem.data.toy_mvtec import write_mvtec_dataset
 from anomalib_recsem.presets import model_arguments
-
-#: Real data, never in the repository: ``$RECSEM_DATASETS`` as for the benchmarks, by default the
-#: ``shared/datasets`` folder beside the checkout. Tests that need it skip when it is absent.
-SHARED_DATASETS = Path(os.environ.get("RECSEM_DATASETS", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 #: The tiny preset (configs/recsem_tiny.yaml): RecSem trains in seconds on a CPU.
 TINY_RECSEM = model_arguments("recsem_tiny")

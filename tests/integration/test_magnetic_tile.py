@@ -18,7 +18,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 from PIL import Image
 
 from anomalib_recsem import RecSem
-from tests.conftest import SHARED_DATASETS, TINY_RECSEM
+from benchmarks.harness import SHARED_DATASETS
+from tests.conftest import TINY_RECSEM
 
 CATEGORY = SHARED_DATASETS / "magnetic_tile"
 pytestmark = [

@@ -38,7 +38,7 @@ from anomalib_recsem.data.synthetic_defect import (
     filter_components,
 )
 from anomalib_recsem.data.texture_bank import PhotoCrops, procedural_textures
-from tests.conftest import SHARED_DATASETS
+from benchmarks.harness import SHARED_DATASETS
 
 DTD_ROOT = SHARED_DATASETS / "dtd"
 SIZE = 48
