@@ -197,6 +197,18 @@ def finished(csv_path: Path, model_name: str, seed: int, steps: int, max_seconds
                for row in harness.read_rows(csv_path))
 
 
+def machines(rows: Sequence[dict[str, str]]) -> str:
+    """The devices that ran ``rows``, each with its seeds where there are several (their seconds differ)."""
+    seeds: dict[str, list[str]] = {}
+    for row in rows:
+        seeds.setdefault(row["device"], [])
+        if row["seed"] not in seeds[row["device"]]:
+            seeds[row["device"]].append(row["seed"])
+    if len(seeds) == 1:
+        return next(iter(seeds))
+    return " and ".join(f"{device} (seed{'s' * (len(mine) > 1)} {', '.join(mine)})" for device, mine in seeds.items())
+
+
 def measured(rows: Sequence[dict[str, str]], column: str) -> bool:
     """Whether any row holds a value in ``column``: data with image labels only leaves the pixel columns NaN."""
     return any(math.isfinite(float(row[column])) for row in rows)
@@ -306,7 +318,7 @@ def summarise(csv_path: Path, path: Path, eval_stride: int = 2) -> Path:
         lines += [f"## {model_name}", "",
                   f"{first['preset']} preset settings, {first['image_size']} px, batch {first['batch_size']}, width "
                   f"{first['width']}, textures {first['textures']}, {first['precision']}, {first['threads']} thread(s) "
-                  f"per run on {first['device']}.", "",
+                  f"per run on {machines(mine)}.", "",
                   "| step | seeds | " + " | ".join(columns.values()) + " |", "|---|---|" + "---|" * len(columns)]
         for step in sorted({int(row["step"]) for row in mine}):
             group = [row for row in mine if int(row["step"]) == step]

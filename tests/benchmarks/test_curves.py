@@ -245,3 +245,10 @@ def test_merged_rows_come_back_as_the_csv_holds_them_kept_or_new(tmp_path: Path)
     rows = defect_types.merged(path, [{"model": "recsem", "seed": 0, "value": 0.5744999}], columns, ["recsem"])
     assert rows == [{"model": "draem", "seed": 0, "value": 0.5745}, {"model": "recsem", "seed": 0, "value": 0.5745}]
     assert defect_types.merged(tmp_path / "none.csv", [], columns, ["recsem"]) == []
+
+
+def test_curve_tables_name_every_machine_that_ran_a_model() -> None:
+    rows = [{"device": "Intel", "seed": "0"}, {"device": "Intel", "seed": "1"}, {"device": "AMD", "seed": "2"},
+            {"device": "Intel", "seed": "0"}]
+    assert curves.machines(rows) == "Intel (seeds 0, 1) and AMD (seed 2)"
+    assert curves.machines(rows[:2]) == "Intel"
