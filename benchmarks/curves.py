@@ -206,7 +206,7 @@ def machines(rows: Sequence[dict[str, str]]) -> str:
             seeds[row["device"]].append(row["seed"])
     if len(seeds) == 1:
         return next(iter(seeds))
-    return " and ".join(f"{device} (seed{'s' * (len(mine) > 1)} {', '.join(mine)})" for device, mine in seeds.items())
+    return ", ".join(f"{device} for seed{'s' * (len(mine) > 1)} {', '.join(mine)}" for device, mine in seeds.items())
 
 
 def measured(rows: Sequence[dict[str, str]], column: str) -> bool:

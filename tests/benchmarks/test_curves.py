@@ -237,18 +237,19 @@ def test_runs_that_fail_before_their_first_point_are_reported_and_nothing_is_dra
     assert not (tmp_path / "out" / "curve_dummy.png").exists()
 
 
-def test_merged_rows_come_back_as_the_csv_holds_them_kept_or_new(tmp_path: Path) -> None:
-    # New and kept rows alike are rounded to the CSV's 6 significant digits, so the Markdown
-    # tables print a value the same way whether its model was rescored or kept.
-    path, columns = tmp_path / "rows.csv", ("model", "seed", "value")
-    defect_types.merged(path, [{"model": "draem", "seed": 0, "value": 0.5744999}], columns, None)
-    rows = defect_types.merged(path, [{"model": "recsem", "seed": 0, "value": 0.5744999}], columns, ["recsem"])
-    assert rows == [{"model": "draem", "seed": 0, "value": 0.5745}, {"model": "recsem", "seed": 0, "value": 0.5745}]
-    assert defect_types.merged(tmp_path / "none.csv", [], columns, ["recsem"]) == []
-
-
-def test_curve_tables_name_every_machine_that_ran_a_model() -> None:
+def test_curve_tables_name_every_machine_that_ran_a_model(tmp_path: Path) -> None:
+    # Seconds from two machines are not comparable: the table must say which seeds ran where.
     rows = [{"device": "Intel", "seed": "0"}, {"device": "Intel", "seed": "1"}, {"device": "AMD", "seed": "2"},
             {"device": "Intel", "seed": "0"}]
-    assert curves.machines(rows) == "Intel (seeds 0, 1) and AMD (seed 2)"
+    assert curves.machines(rows) == "Intel for seeds 0, 1, AMD for seed 2"
     assert curves.machines(rows[:2]) == "Intel"
+    point = {"model": "recsem", "step": 0, "samples": 0, "seconds": 1.0, "epoch": 0, "image_AUROC": 0.5,
+             "pixel_AUPRO": 0.5, "pixel_AUROC": math.nan, "reconstruction_error": math.nan,
+             "reconstruction_spread": math.nan, "residual_pixel_AUROC": math.nan, "load_average": 1.0,
+             "finished_at": "", "category": "dummy", "image_size": 64, "batch_size": 4, "width": 8,
+             "textures": "photos", "preset": "recsem_tiny", "precision": "32-true", "threads": 1}
+    csv_path = tmp_path / "curve_dummy.csv"
+    harness.write_rows(csv_path, [{**point, "seed": 0, "device": "Intel"}, {**point, "seed": 1, "device": "AMD"}],
+                       curves.COLUMNS)
+    summary = curves.summarise(csv_path, tmp_path / "CURVES.md").read_text()
+    assert "per run on Intel for seed 0, AMD for seed 1." in summary

@@ -30,3 +30,13 @@ def test_a_checkpoint_scored_without_rows_drops_its_old_ones(tmp_path: Path) -> 
                               {"model": "draem", "seed": 0, "image_AUROC": 0.5}], COLUMNS)
     rows = defect_types.merged(path, [], COLUMNS, {("recsem", 0)})
     assert [(row["model"], row["seed"]) for row in rows] == [("draem", 0)]
+
+
+def test_merged_rows_come_back_as_the_csv_holds_them_kept_or_new(tmp_path: Path) -> None:
+    # New and kept rows alike are rounded to the CSV's 6 significant digits, so the Markdown
+    # tables print a value the same way whether its model was rescored or kept.
+    path, columns = tmp_path / "rows.csv", ("model", "seed", "value")
+    defect_types.merged(path, [{"model": "draem", "seed": 0, "value": 0.5744999}], columns, {("draem", 0)})
+    rows = defect_types.merged(path, [{"model": "recsem", "seed": 0, "value": 0.5744999}], columns, {("recsem", 0)})
+    assert rows == [{"model": "draem", "seed": 0, "value": 0.5745}, {"model": "recsem", "seed": 0, "value": 0.5745}]
+    assert defect_types.merged(tmp_path / "none.csv", [], columns, set()) == []
