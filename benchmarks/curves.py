@@ -199,11 +199,9 @@ def finished(csv_path: Path, model_name: str, seed: int, steps: int, max_seconds
 
 def machines(rows: Sequence[dict[str, str]]) -> str:
     """The devices that ran ``rows``, each with its seeds where there are several (their seconds differ)."""
-    seeds: dict[str, list[str]] = {}
+    seeds: dict[str, dict[str, None]] = {}  # each device's seeds in order of first appearance
     for row in rows:
-        seeds.setdefault(row["device"], [])
-        if row["seed"] not in seeds[row["device"]]:
-            seeds[row["device"]].append(row["seed"])
+        seeds.setdefault(row["device"], {})[row["seed"]] = None
     if len(seeds) == 1:
         return next(iter(seeds))
     return ", ".join(f"{device} for seed{'s' * (len(mine) > 1)} {', '.join(mine)}" for device, mine in seeds.items())
