@@ -1,11 +1,16 @@
 """A GPU campaign within a fixed time budget: the speed grid, then RecSem and Draem learning curves.
 
-Prepare the data here (small enough to copy beside the code: under 64 MiB), then run one command on
-the GPU machine; everything it measures lands in ``--output``::
+The GPU machine has its own Python 3.12 with PyTorch, Lightning, torchvision, torchmetrics,
+scikit-image and timm, but not anomalib or kornia, and nothing can be installed there from the
+network; at most 64 MiB travel with the code (the tracked files included). So prepare here the
+data and the missing packages as wheels, both ignored by git::
 
-    uv run python benchmarks/gpu_campaign.py --prepare          # writes .gpu/data (ignored by git)
-    # on the GPU machine, with .gpu and .venv copied beside the code:
-    .venv/bin/python benchmarks/gpu_campaign.py --budget 540 --output gpu_results
+    uv run python benchmarks/gpu_campaign.py --prepare   # .gpu/data and .whl, and the size that travels
+
+then run one command there, carrying ``.gpu`` and ``.whl``; what it measures lands in ``$OUT``::
+
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
+    PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 python3 benchmarks/gpu_campaign.py --budget 540 --output "$OUT"
 
 1. ``speed.py --parts defects train`` on CUDA: defect synthesis per batch of 8 (procedural
    textures, 128 and 256 px); then the paper configuration and CPU preset, fp32 / bf16 /
@@ -15,18 +20,26 @@ the GPU machine; everything it measures lands in ``--output``::
    (bf16 mixed precision) and stock Draem (widths 128/64, same precision), seeds 0-2, all six
    runs side by side on the one GPU, each for the rest of the budget; a point every 250 steps.
 
-``--smoke`` runs the same two stages on the CPU with the tiny preset and a few steps, so the
-first GPU window is not spent debugging the script.
+Checkpoints (hundreds of MB each) stay in ``--work``; ``--output`` receives seven files (the log,
+the speed CSVs and summary, the curve CSV, plot and summary), within what comes back from the
+machine (8 files).
+
+``--smoke`` runs the same steps on the CPU, packing and unpacking included, with a generated
+dataset, the tiny preset and a few steps, so the first GPU window is not spent debugging the script.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
@@ -37,32 +50,106 @@ sys.path.insert(0, str(REPO_ROOT))
 from benchmarks import harness  # noqa: E402
 
 DATA = REPO_ROOT / ".gpu" / "data"
+WHEELS = REPO_ROOT / ".whl"
 #: Texture files copied (of DTD's 1200 here): the same subset for both models.
 TEXTURES_CARRIED = 300
+#: JPEG quality of the carried images: magnetic_tile at 256 px takes 41 MiB as PNG, of the 64
+#: that travel with 17 of tracked files and 9 of wheels; 17 MiB as JPEG at 90 (a mean change of
+#: 1.3 grey levels of 255; the dataset's own images were JPEG). Masks stay PNG.
+JPEG_QUALITY = 90
+#: What travels with the code, at most (the device tool's limit).
+CARRY_LIMIT_MIB = 64
+#: Distributions that this project and its benchmarks import and the GPU machine's Python lacks,
+#: carried as wheels at the versions installed here. FrEIA (imported by anomalib's model
+#: registry) publishes source only and is built into a wheel.
+DEVICE_WHEELS = ("anomalib", "kornia", "kornia_rs", "jsonargparse", "omegaconf", "FrEIA", "docstring_parser",
+                 "rich_argparse", "typeshed_client", "platformdirs")
+#: The GPU machine's interpreter and platform, for binary wheels (kornia_rs).
+DEVICE_PLATFORM = ("--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
+                   "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64")
 
 
-def prepare(data: Path, size: int = 256) -> None:
-    """Write magnetic_tile resized to ``size`` (antialiased; masks nearest) and a DTD subset to ``data``."""
-    source = harness.SHARED_DATASETS / "magnetic_tile"
-    target = data / "magnetic_tile"
+def pack(category: Path, textures: Path, data: Path, size: int = 256) -> None:
+    """Write ``category`` resized to ``size`` (images JPEG, masks PNG) and a texture subset to ``data``.
+
+    Args:
+        category: An MVTec AD-layout category folder (``train/``, ``test/``, ``ground_truth/``).
+        textures: A folder of texture images (searched recursively for ``*.jpg``).
+        data: Where to write ``<category name>/`` and ``dtd/``, replacing what was there.
+        size: Side of the square images.
+    """
+    target = data / category.name
     shutil.rmtree(target, ignore_errors=True)
-    for path in sorted(source.rglob("*.png")):
-        out = target / path.relative_to(source)
+    for path in sorted(category.rglob("*.png")):
+        out = target / path.relative_to(category)
         out.parent.mkdir(parents=True, exist_ok=True)
-        mask = "ground_truth" in path.parts
         with Image.open(path) as image:
-            resized = image.convert("L").resize((size, size), Image.Resampling.NEAREST if mask else Image.Resampling.BILINEAR)
-            resized.save(out, optimize=True)
-    textures = data / "dtd"
-    shutil.rmtree(textures, ignore_errors=True)
-    files = sorted(harness.DTD_IMAGES.rglob("*.jpg"))
+            if "ground_truth" in path.parts:
+                image.convert("L").resize((size, size), Image.Resampling.NEAREST).save(out, optimize=True)
+            else:
+                resized = image.convert("L").resize((size, size), Image.Resampling.BILINEAR)
+                resized.save(out.with_suffix(".jpg"), quality=JPEG_QUALITY)
+    carried = data / "dtd"
+    shutil.rmtree(carried, ignore_errors=True)
+    files = sorted(textures.rglob("*.jpg"))
     for path in files[:: max(1, len(files) // TEXTURES_CARRIED)][:TEXTURES_CARRIED]:
-        out = textures / path.relative_to(harness.DTD_IMAGES)
+        out = carried / path.relative_to(textures)
         out.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(path) as image:
             image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR).save(out, quality=90)
-    total = sum(path.stat().st_size for path in data.rglob("*") if path.is_file())
-    print(f"{data}: {total / 2**20:.1f} MiB")  # noqa: T201
+
+
+def unpack(data: Path, category: str, root: Path) -> Path:
+    """Write the packed ``category`` back as PNG under ``root`` (anomalib's MVTec AD reader takes PNG only).
+
+    Returns:
+        Path: ``root``, an MVTec AD-layout root holding ``category``.
+
+    Raises:
+        FileNotFoundError: If ``data`` holds no packed ``category``, naming the folder and the command that packs it.
+    """
+    source = data / category
+    if not (source / "train").is_dir():
+        msg = f"{source} holds no packed dataset: run `gpu_campaign.py --prepare` here and carry {data.parent.name}."
+        raise FileNotFoundError(msg)
+    target = root / category
+    shutil.rmtree(target, ignore_errors=True)
+
+    def write(path: Path) -> None:
+        out = target / path.relative_to(source)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".jpg":
+            with Image.open(path) as image:
+                image.save(out.with_suffix(".png"))
+        else:
+            shutil.copyfile(path, out)
+
+    with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:  # PIL codecs release the GIL
+        list(pool.map(write, [path for path in source.rglob("*") if path.is_file()]))
+    return root
+
+
+def prepare_wheels(folder: Path) -> None:
+    """Fetch :data:`DEVICE_WHEELS` at the versions installed here, for the GPU machine's Python (pip run by uvx)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    pip = ["uvx", "pip", "-q"]  # the project's environment has no pip
+    for name in DEVICE_WHEELS:
+        wanted = f"{name}=={importlib.metadata.version(name)}"
+        fetched = subprocess.run([*pip, "download", "--no-deps", "--only-binary=:all:", *DEVICE_PLATFORM,  # noqa: S603
+                                  "-d", str(folder), wanted], check=False, capture_output=True)
+        if fetched.returncode != 0:  # source only: a pure-Python package, built here
+            subprocess.run([*pip, "wheel", "--no-deps", "-w", str(folder), wanted], check=True)  # noqa: S603
+
+
+def carried_mib(*folders: Path) -> dict[str, float]:
+    """MiB that a device call carries: the tracked files, then each folder."""
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, check=True,  # noqa: S607
+                             capture_output=True).stdout.decode().split("\0")
+    sizes = {"tracked files": sum((REPO_ROOT / name).stat().st_size for name in tracked if name) / 2**20}
+    for folder in folders:
+        sizes[folder.name] = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file()) / 2**20
+    return sizes
 
 
 def _run(command: list[str], seconds: float, log: Path) -> int:
@@ -77,42 +164,57 @@ def _run(command: list[str], seconds: float, log: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Prepare the data, or run the campaign."""
+    """Prepare the data and wheels, or run the campaign."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--prepare", action="store_true", help="write the data to copy to the GPU machine, then stop")
+    parser.add_argument("--prepare", action="store_true", help="write what the GPU machine needs, then stop")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--output", type=Path, default=harness.RESULTS / "gpu")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "recsem_campaign",
+                        help="unpacked data and checkpoints (not brought back)")
     parser.add_argument("--budget", type=float, default=540, help="seconds for the whole campaign")
-    parser.add_argument("--smoke", action="store_true", help="CPU, tiny preset, a few steps")
+    parser.add_argument("--smoke", action="store_true", help="CPU, generated data, tiny preset, a few steps")
     args = parser.parse_args(argv)
     if args.prepare:
-        prepare(args.data)
-        return 0
+        pack(harness.SHARED_DATASETS / "magnetic_tile", harness.DTD_IMAGES, args.data)
+        prepare_wheels(WHEELS)
+        sizes = carried_mib(DATA.parent, WHEELS)
+        print(", ".join(f"{name} {mib:.1f}" for name, mib in sizes.items()),  # noqa: T201
+              f"= {sum(sizes.values()):.1f} MiB of the {CARRY_LIMIT_MIB} that travel")
+        return 0 if sum(sizes.values()) < CARRY_LIMIT_MIB else 1
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     python = sys.executable
     log = args.output / "campaign.log"
-    if args.smoke:
+    data = args.data
+    if args.smoke:  # packed into the work folder, so that the packed real data stays
+        source, textures = harness.smoke_data(args.work / "generated")
+        data = args.work / "packed"
+        pack(source / "dummy", textures, data, size=64)
+        category = "dummy"
         speed = ["--accelerator", "cpu", "--presets", "recsem_tiny", "--steps", "1", "--warmup", "1",
                  "--precisions", "fp32", "bf16"]
         curves = ["--accelerator", "cpu", "--preset", "recsem_tiny", "--image-size", "64", "--steps", "4",
                   "--every", "2", "--seeds", "0", "--jobs", "2", "--precision", "bf16-mixed", "--batch-size", "4"]
-        root, textures = harness.smoke_data(args.output / "data")
-        curves += ["--root", str(root), "--category", "dummy", "--textures", str(textures)]
     else:
+        category = "magnetic_tile"
         speed = ["--accelerator", "cuda", "--presets", "recsem", "recsem_small", "--steps", "10", "--warmup", "3"]
         curves = ["--accelerator", "cuda", "--preset", "recsem", "--image-size", "256", "--steps", "100000",
                   "--every", "250", "--seeds", "0", "1", "2", "--jobs", "6", "--threads", "2", "--workers", "2",
-                  "--precision", "bf16-mixed", "--width", "0", "--root", str(args.data),
-                  "--textures", str(args.data / "dtd")]
+                  "--precision", "bf16-mixed", "--width", "0"]
+    root = unpack(data, category, args.work / "data")
+    curves += ["--root", str(root), "--category", category, "--textures", str(data / "dtd")]
     # Synthesis first: a few seconds, and the figure that says whether defects made on the
     # device stay a small part of a step there.
     _run([python, "benchmarks/speed.py", "--parts", "defects", "train", "--output", str(args.output), *speed],
          args.budget / 3, log)
     left = args.budget - (time.monotonic() - started)
     # Each run trains for what is left, minus start-up (data, first evaluation) and the last point.
-    curves += ["--max-seconds", str(max(30.0, left - 90)), "--output", str(args.output)]
+    runs = args.work / "curves"
+    curves += ["--max-seconds", str(max(30.0, left - 90)), "--output", str(runs)]
     _run([python, "benchmarks/curves.py", *curves], left - 10, log)
+    for pattern in ("curve_*.csv", "curve_*.png", "CURVES*.md"):
+        for path in runs.glob(pattern):
+            shutil.copy2(path, args.output / path.name)
     print(f"campaign done in {time.monotonic() - started:.0f} s; results in {args.output}")  # noqa: T201
     return 0
 

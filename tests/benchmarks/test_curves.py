@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from benchmarks import curves, defect_types, gpu_campaign, harness
+from benchmarks import curves, defect_types, harness
 
 POINT_COLUMNS = ("image_AUROC", "pixel_AUPRO", "pixel_AUROC", "reconstruction_spread", "residual_pixel_AUROC")
 
@@ -105,21 +105,6 @@ def test_a_weight_averaging_variant_scores_its_averaged_weights_and_trains_on(tm
         module.load_state_dict(weights)
         error = harness.evaluate(module, data)["reconstruction_error"]
         assert (error == pytest.approx(float(last["reconstruction_error"]), rel=1e-4)) is same
-
-
-@pytest.mark.slow
-def test_gpu_campaign_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
-    assert gpu_campaign.main(["--smoke", "--budget", "400", "--output", str(tmp_path)]) == 0
-    speed = harness.read_rows(tmp_path / "train_step.csv")
-    assert {row["precision"] for row in speed} == {"fp32", "bf16"}
-    assert all(row["status"] == "ok" and 0 < float(row["mfu"]) < 1 for row in speed)
-    defects = harness.read_rows(tmp_path / "defects.csv")
-    assert {row["image_size"] for row in defects} == {"128", "256"}
-    assert all(row["status"] == "ok" and float(row["ms_per_batch"]) > 0 for row in defects)
-    points = harness.read_rows(tmp_path / "curve_dummy.csv")
-    assert {row["model"] for row in points} == {"recsem", "draem"}
-    assert all(row["precision"] == "bf16-mixed" for row in points)
-    assert all(math.isfinite(float(row["image_AUROC"])) for row in points)
 
 
 def test_a_stand_in_is_what_the_discriminator_gets_instead_of_the_reconstruction(tmp_path: Path) -> None:

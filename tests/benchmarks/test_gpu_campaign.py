@@ -1,0 +1,58 @@
+"""The GPU campaign: what travels to the GPU machine, and the whole campaign run on the CPU."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks import gpu_campaign, harness
+
+
+def test_packed_data_unpacks_to_the_same_mvtec_tree_as_png(tmp_path: Path) -> None:
+    source, textures = harness.smoke_data(tmp_path / "generated")
+    gpu_campaign.pack(source / "dummy", textures, tmp_path / "packed", size=32)
+    packed = tmp_path / "packed" / "dummy"
+    assert not [path for path in packed.rglob("*.png") if "ground_truth" not in path.parts]  # images travel as JPEG
+    root = gpu_campaign.unpack(tmp_path / "packed", "dummy", tmp_path / "unpacked")
+    before = sorted(path.relative_to(source / "dummy") for path in (source / "dummy").rglob("*.png"))
+    after = sorted(path.relative_to(root / "dummy") for path in (root / "dummy").rglob("*") if path.is_file())
+    assert after == before
+    for relative in before:
+        with Image.open(source / "dummy" / relative) as original, Image.open(root / "dummy" / relative) as copy:
+            expected = np.asarray(original.convert("L").resize((32, 32), Image.Resampling.BILINEAR), dtype=float)
+            if "ground_truth" in relative.parts:  # masks exact (nearest), binary as they were
+                expected = np.asarray(original.convert("L").resize((32, 32), Image.Resampling.NEAREST), dtype=float)
+                assert np.array_equal(np.asarray(copy, dtype=float), expected), relative
+            else:
+                assert np.abs(np.asarray(copy, dtype=float) - expected).mean() < 3, relative
+    assert len(list((tmp_path / "packed" / "dtd").rglob("*.jpg"))) == len(list(textures.rglob("*.jpg")))
+
+
+def test_unpack_names_the_folder_when_nothing_was_packed(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"magnetic_tile holds no packed dataset.*--prepare"):
+        gpu_campaign.unpack(tmp_path / "data", "magnetic_tile", tmp_path / "unpacked")
+
+
+@pytest.mark.slow
+def test_gpu_campaign_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
+    output, work = tmp_path / "out", tmp_path / "work"
+    assert gpu_campaign.main(["--smoke", "--budget", "400", "--output", str(output), "--work", str(work)]) == 0
+    # What comes back from the GPU machine: at most 8 files, checkpoints left behind.
+    returned = sorted(path.name for path in output.iterdir())
+    assert returned == ["CURVES_dummy.md", "SPEED.md", "campaign.log", "curve_dummy.csv", "curve_dummy.png",
+                        "defects.csv", "train_step.csv"]
+    assert list((work / "curves" / "checkpoints").glob("*.ckpt"))
+    speed = harness.read_rows(output / "train_step.csv")
+    assert {row["precision"] for row in speed} == {"fp32", "bf16"}
+    assert all(row["status"] == "ok" and 0 < float(row["mfu"]) < 1 for row in speed)
+    defects = harness.read_rows(output / "defects.csv")
+    assert {row["image_size"] for row in defects} == {"128", "256"}
+    assert all(row["status"] == "ok" and float(row["ms_per_batch"]) > 0 for row in defects)
+    points = harness.read_rows(output / "curve_dummy.csv")
+    assert {row["model"] for row in points} == {"recsem", "draem"}
+    assert all(row["precision"] == "bf16-mixed" for row in points)
+    assert all(math.isfinite(float(row["image_AUROC"])) for row in points)
