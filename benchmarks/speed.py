@@ -10,7 +10,9 @@ is named in every row):
   ``mfu`` = model FLOPs per step / seconds per step / the device's peak for that dtype
   (:data:`PEAK_TFLOPS`); model FLOPs are counted by ``torch.utils.flop_counter`` on one
   forward and backward pass. ``outside_share`` is the share of a step spent outside the
-  networks' forward and backward: gathering the batch and making the defects.
+  networks' forward and backward: gathering the batch and making the defects. On CUDA,
+  ``peak_delta_mb`` is the memory a training process allocates at its peak, which sizes the
+  runs that share one GPU in ``gpu_campaign.py``.
 * ``defects`` (``defects.csv``): :class:`SyntheticDefect` per batch, and its share of a
   training step of the same size.
 * ``inference`` (``speed.csv``): images per second of the eager PyTorch model and of its
@@ -112,6 +114,8 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
     model.to(device)
     model.on_fit_start()
     optimizer = model.configure_optimizers()
+    if device.type == "cuda":  # what one training process holds, for sizing runs that share a GPU
+        torch.cuda.reset_peak_memory_stats(device)
     # Training images kept on the device, as the in-memory training data does.
     stored = torch.rand(64, 3, image_size, image_size, device=device)
     gather = lambda: (stored[torch.randint(0, 64, (batch,), device=device)], torch.rand(batch) < 0.5)  # noqa: E731
@@ -156,7 +160,8 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         "peak_tflops": peak,
         "mfu": flops / seconds / (peak * 1e12),
         "parameters": sum(parameter.numel() for parameter in model.model.parameters()),
-    }
+    } | ({"peak_delta_mb": torch.cuda.max_memory_allocated(device) / 2**20,
+          "memory_method": "torch.cuda.max_memory_allocated"} if device.type == "cuda" else {})
 
 
 def run_train(args: argparse.Namespace, device: torch.device) -> None:
@@ -287,17 +292,18 @@ def summarise(output: Path) -> Path:
     for row in train:
         latest[(row["device"], row["model"], row["precision"], row["channels_last"], row["batch_size"])] = row
     lines += ["## Training step", "",
-              "| device | preset | px | batch | precision | channels-last | s/step | samples/s | MFU | outside fwd/bwd |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              ("| device | preset | px | batch | precision | channels-last | s/step | samples/s | MFU | outside fwd/bwd "
+               "| GPU memory |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in latest.values():
         if row["status"] != "ok":
             lines.append(f"| {row['device']} | {row['model']} | {row['image_size']} | {row['batch_size']} | "
-                         f"{row['precision']} | {row['channels_last']} | {row['status']}: {row['note'][:60]} | | | |")
+                         f"{row['precision']} | {row['channels_last']} | {row['status']}: {row['note'][:60]} | | | | |")
             continue
+        memory = f"{float(row['peak_delta_mb']) / 1024:.1f} GiB" if row.get("peak_delta_mb") else "–"
         lines.append(
             f"| {row['device']} | {row['model']} | {row['image_size']} | {row['batch_size']} | {row['precision']} | "
             f"{row['channels_last']} | {float(row['seconds_per_step']):.3f} | {float(row['samples_per_second']):.1f} | "
-            f"{float(row['mfu']):.3f} | {100 * float(row['outside_share']):.1f} % |")
+            f"{float(row['mfu']):.3f} | {100 * float(row['outside_share']):.1f} % | {memory} |")
     defects = [row for row in synthesis if row.get("device")]
     if defects:
         lines += ["", "## Defect synthesis (batch of 8)", "", "| device | source | px | ms per batch | measured |",

@@ -44,3 +44,14 @@ def test_step_flops_are_three_forward_passes() -> None:
 def test_cpu_peak_follows_threads_and_dtype() -> None:
     fp32 = speed.peak_tflops(torch.device("cpu"), "fp32")
     assert speed.peak_tflops(torch.device("cpu"), "bf16") == pytest.approx(2 * fp32)
+
+
+def test_summary_gives_gpu_memory_where_a_row_measured_it(tmp_path: Path) -> None:
+    measured = {"model": "recsem", "image_size": "256", "batch_size": "8", "precision": "bf16", "channels_last": "True",
+                "seconds_per_step": "0.1", "samples_per_second": "80", "mfu": "0.4", "outside_share": "0.02",
+                "status": "ok", "device": "NVIDIA H100 80GB HBM3", "peak_delta_mb": "9216"}
+    harness.write_rows(tmp_path / "train_step.csv", [measured, measured | {"device": "CPU", "peak_delta_mb": ""}],
+                       speed.TRAIN_COLUMNS)
+    table = speed.summarise(tmp_path).read_text()
+    assert "| NVIDIA H100 80GB HBM3 | recsem | 256 | 8 | bf16 | True | 0.100 | 80.0 | 0.400 | 2.0 % | 9.0 GiB |" in table
+    assert "| CPU | recsem | 256 | 8 | bf16 | True | 0.100 | 80.0 | 0.400 | 2.0 % | – |" in table
