@@ -62,10 +62,25 @@ def test_subset_contains_the_all_zero_masks(trained: dict) -> None:
     assert trained["empty"] == 4
 
 
-def test_test_metrics_are_finite(trained: dict) -> None:
+def test_test_metrics_are_finite_and_rank_what_predict_returns(trained: dict) -> None:
+    """The all-zero masks leave every metric finite, and the AUROCs are those of the predictions.
+
+    scikit-learn ranks the scores and maps that ``Engine.predict`` returns for the same images,
+    so a metric fed the wrong field, or masks and maps out of step, would not match.
+    """
+    from sklearn.metrics import roc_auc_score  # noqa: PLC0415
+
     (results,) = trained["engine"].test(model=trained["model"], datamodule=trained["datamodule"])
     for name in ("image_AUROC", "image_F1Score", "pixel_AUROC", "pixel_F1Score", "pixel_AUPRO"):
         assert np.isfinite(results[name]) and 0.0 <= results[name] <= 1.0, name
+    batches = trained["engine"].predict(model=trained["model"], datamodule=trained["datamodule"])
+    scores = torch.cat([batch.pred_score.flatten() for batch in batches]).numpy()
+    labels = torch.cat([batch.gt_label.flatten() for batch in batches]).numpy()
+    maps = torch.cat([batch.anomaly_map.flatten() for batch in batches]).numpy()
+    masks = torch.cat([batch.gt_mask.flatten() for batch in batches]).numpy()
+    assert len(scores) == len(trained["datamodule"].test_data) and labels.min() == 0 and labels.max() == 1
+    assert results["image_AUROC"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-4)
+    assert results["pixel_AUROC"] == pytest.approx(roc_auc_score(masks, maps), abs=1e-4)
 
 
 def test_openvino_matches_pytorch_on_native_sizes(trained: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
