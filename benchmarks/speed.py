@@ -191,13 +191,20 @@ def run_train(args: argparse.Namespace, device: torch.device) -> None:
 def run_defects(args: argparse.Namespace, device: torch.device) -> None:
     """SyntheticDefect per batch of 8, procedural textures, photographs and DTD, at 128 and 256 px."""
     path = args.output / "defects.csv"
-    sources = {"procedural": None, "photos": "photos",
-               "dtd": harness.DTD_IMAGES if harness.DTD_IMAGES.is_dir() else None}
+    sources = {"procedural": None, "photos": "photos", "dtd": args.textures if args.textures.is_dir() else None}
     for size in (128, 256):
         for name, source in sources.items():
             if name == "dtd" and source is None:
                 continue
-            transform = SyntheticDefect(anomaly_source=source, seed=0)
+            try:
+                transform = SyntheticDefect(anomaly_source=source, seed=0)
+            except (OSError, ValueError) as error:  # e.g. photographs missing: a result, not a crash
+                row = {"generator": "SyntheticDefect", "source": name, "image_size": size, "batch_size": 8,
+                       "status": "error", "note": f"{type(error).__name__}: {error}"[:300],
+                       "device": harness.device_name(device.type), "finished_at": harness.now()}
+                print(row, flush=True)  # noqa: T201
+                harness.append_rows(path, [row], DEFECT_COLUMNS)
+                continue
             textures = transform.texture_folder
             if isinstance(textures, TextureFolder):  # training decodes and resizes each file once; time what follows
                 shape = fit_size(size, size, textures.size)
@@ -216,7 +223,8 @@ def run_defects(args: argparse.Namespace, device: torch.device) -> None:
             seconds = statistics.median(durations)
             row = {"generator": "SyntheticDefect", "source": name, "image_size": size, "batch_size": 8,
                    "probability": 0.5, "ms_per_batch": 1000 * seconds, "ms_per_image": 1000 * seconds / 8,
-                   "reps": DEFECT_REPS, "warmup": args.warmup, "status": "ok", "device": harness.device_name(device.type),
+                   "reps": DEFECT_REPS, "warmup": args.warmup, "status": "ok",
+                   "device": harness.device_name(device.type),
                    "finished_at": harness.now()}
             print(row, flush=True)  # noqa: T201
             harness.append_rows(path, [row], DEFECT_COLUMNS)
@@ -280,6 +288,11 @@ def run_inference(args: argparse.Namespace, device: torch.device) -> None:
             harness.append_rows(path, [row], INFERENCE_COLUMNS)
 
 
+def _milliseconds(row: dict[str, str]) -> str:
+    """A synthesis row's time per batch, or why it has none."""
+    return f"{float(row['ms_per_batch']):.1f}" if row["status"] == "ok" else f"{row['status']}: {row['note'][:60]}"
+
+
 def summarise(output: Path) -> Path:
     """SPEED.md: the latest row of every cell."""
     lines = ["# Speed", "", "Written by `benchmarks/speed.py --summarise-only` from the CSVs beside it; every row names",
@@ -308,7 +321,7 @@ def summarise(output: Path) -> Path:
     if defects:
         lines += ["", "## Defect synthesis (batch of 8)", "", "| device | source | px | ms per batch | measured |",
                   "|---|---|---|---|---|"]
-        lines += [f"| {r['device']} | {r['source']} | {r['image_size']} | {float(r['ms_per_batch']):.1f} | "
+        lines += [f"| {r['device']} | {r['source']} | {r['image_size']} | {_milliseconds(r)} | "
                   f"{r['finished_at'][:10]} |" for r in defects]
     revisions = harness.read_rows(output / "synthesis_revisions.csv")
     if revisions:
@@ -385,6 +398,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first (compilation)")
     parser.add_argument("--paper-batch", type=int, default=None,
                         help="batch for the paper preset (default 8 on a GPU, 2 on a CPU)")
+    parser.add_argument("--textures", type=Path, default=harness.DTD_IMAGES,
+                        help="folder of texture images timed as the 'dtd' source, when it exists")
     parser.add_argument("--output", type=Path, default=harness.RESULTS)
     parser.add_argument("--summarise-only", action="store_true")
     args = parser.parse_args(argv)

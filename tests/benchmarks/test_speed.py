@@ -53,5 +53,25 @@ def test_summary_gives_gpu_memory_where_a_row_measured_it(tmp_path: Path) -> Non
     harness.write_rows(tmp_path / "train_step.csv", [measured, measured | {"device": "CPU", "peak_delta_mb": ""}],
                        speed.TRAIN_COLUMNS)
     table = speed.summarise(tmp_path).read_text()
-    assert "| NVIDIA H100 80GB HBM3 | recsem | 256 | 8 | bf16 | True | 0.100 | 80.0 | 0.400 | 2.0 % | 9.0 GiB |" in table
-    assert "| CPU | recsem | 256 | 8 | bf16 | True | 0.100 | 80.0 | 0.400 | 2.0 % | – |" in table
+    cells = "| recsem | 256 | 8 | bf16 | True | 0.100 | 80.0 | 0.400 | 2.0 % |"
+    assert f"| NVIDIA H100 80GB HBM3 {cells} 9.0 GiB |" in table
+    assert f"| CPU {cells} – |" in table
+
+
+def test_a_synthesis_source_that_cannot_load_is_a_row_not_a_crash(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    real = speed.SyntheticDefect
+
+    def without_photographs(anomaly_source: object = None, **kwargs: object) -> speed.SyntheticDefect:
+        if anomaly_source == "photos":
+            raise FileNotFoundError("anomaly_source 'photos': /nowhere lacks brick.png")
+        return real(anomaly_source=anomaly_source, **kwargs)
+
+    monkeypatch.setattr(speed, "SyntheticDefect", without_photographs)
+    assert speed.main(["--parts", "defects", "--textures", str(tmp_path / "absent"), "--warmup", "0",
+                       "--output", str(tmp_path)]) == 0
+    rows = harness.read_rows(tmp_path / "defects.csv")
+    assert [(row["source"], row["status"]) for row in rows] == [
+        ("procedural", "ok"), ("photos", "error"), ("procedural", "ok"), ("photos", "error")]  # no DTD folder
+    assert "| photos | 128 | error: FileNotFoundError: anomaly_source 'photos': /nowhere lacks" in (
+        tmp_path / "SPEED.md").read_text()
