@@ -24,6 +24,7 @@ import logging
 import math
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -79,12 +80,18 @@ MODELS = (*RECSEM_VARIANTS, "draem")
 
 
 class CurveRecorder(Callback):
-    """Evaluate every ``every`` steps, append a row and save a checkpoint to resume from."""
+    """Evaluate every ``every`` steps, append a row and save a checkpoint to resume from.
+
+    A run ends at ``max_seconds`` of training, or early enough to record its last point before
+    the wall-clock ``deadline`` (UNIX time; a point is assumed to take as long as the one before).
+    """
 
     def __init__(self, data: harness.EvaluationSet, every: int, csv_path: Path, checkpoint: Path,
-                 clock: harness.StepClock, fixed: dict[str, Any], max_seconds: float | None = None) -> None:
+                 clock: harness.StepClock, fixed: dict[str, Any], max_seconds: float | None = None,
+                 deadline: float | None = None) -> None:
         self.data, self.every, self.csv_path, self.checkpoint = data, every, csv_path, checkpoint
-        self.clock, self.fixed, self.max_seconds = clock, fixed, max_seconds
+        self.clock, self.fixed, self.max_seconds, self.deadline = clock, fixed, max_seconds, deadline
+        self.point_seconds = 0.0
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """The untrained model is the curve's first point."""
@@ -93,7 +100,8 @@ class CurveRecorder(Callback):
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:  # noqa: ANN401
         """A point every ``every`` steps and at the last step (also when the time budget ends the run)."""
-        out_of_time = self.max_seconds is not None and self.clock.elapsed() >= self.max_seconds
+        out_of_time = (self.max_seconds is not None and self.clock.elapsed() >= self.max_seconds) or (
+            self.deadline is not None and time.time() + 1.5 * self.point_seconds >= self.deadline)
         if trainer.global_step % self.every == 0 or trainer.global_step >= trainer.max_steps or out_of_time:
             self._record(trainer, pl_module)
         if out_of_time:
@@ -101,6 +109,7 @@ class CurveRecorder(Callback):
 
     def _record(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.clock.pause()
+        started = time.time()
         # Weight averaging swaps its averaged weights in for validation; a point scores those too.
         averaging = [callback for callback in trainer.callbacks if isinstance(callback, WeightAveraging)]
         for callback in averaging:
@@ -124,6 +133,7 @@ class CurveRecorder(Callback):
             trainer.save_checkpoint(self.checkpoint)
         logging.getLogger("curves").info("%s seed %s step %d: %s", row["model"], row["seed"], row["step"],
                                          {k: round(v, 3) for k, v in metrics.items()})
+        self.point_seconds = time.time() - started
         self.clock.resume()
 
 
@@ -151,7 +161,7 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> None:
     from anomalib.engine import Engine  # noqa: PLC0415  (after the thread count is set)
 
     csv_path = args.output / f"curve_{args.category}.csv"
-    checkpoint = args.output / "checkpoints" / f"{args.category}_{model_name}_seed{seed}.ckpt"
+    checkpoint = (args.checkpoints or args.output / "checkpoints") / f"{args.category}_{model_name}_seed{seed}.ckpt"
     resume = checkpoint if checkpoint.is_file() else None
     with _locked(csv_path):  # keep only the points the checkpoint has reached
         rows = harness.read_rows(csv_path)
@@ -163,17 +173,17 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> None:
     if model_name in RECSEM_VARIANTS:
         settings = {"anomaly_source": args.textures, **RECSEM_VARIANTS[model_name]}
         module = harness.recsem(args.preset, image_size=args.image_size, visualizer=False, **settings)
-        width, textures = module.hparams["reconstruction_width"], texture_label(settings["anomaly_source"])
+        width, textures = module.hparams["reconstruction_width"], harness.texture_label(settings["anomaly_source"])
     else:
         width = harness.draem_width(args.width, args.preset)
         module = harness.draem(args.image_size, width=width if width > 0 else None, dtd=args.textures)
-        textures = texture_label(args.textures)
+        textures = harness.texture_label(args.textures)
     clock = harness.StepClock()
     fixed = {"model": model_name, "seed": seed, "category": args.category, "image_size": args.image_size,
              "batch_size": args.batch_size, "width": width, "textures": textures, "preset": args.preset,
              "threads": args.threads, "precision": args.precision, "device": harness.device_name(args.accelerator)}
     data = harness.EvaluationSet(args.root, args.category, args.image_size, stride=args.eval_stride)
-    recorder = CurveRecorder(data, args.every, csv_path, checkpoint, clock, fixed, args.max_seconds)
+    recorder = CurveRecorder(data, args.every, csv_path, checkpoint, clock, fixed, args.max_seconds, args.deadline)
     datamodule = harness.datamodule(args.root, args.category, args.batch_size, num_workers=args.workers)
     with tempfile.TemporaryDirectory() as folder:
         # before the recorder, so that a point sees the average updated with that step
@@ -185,9 +195,9 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> None:
         engine.fit(module, datamodule=datamodule, ckpt_path=resume)
 
 
-def texture_label(source: str | Path | None) -> str:
-    """The ``textures`` column: the folder's name, ``photos``, ``self`` or ``procedural``."""
-    return "procedural" if source is None else Path(source).name
+def summary_path(output: Path, category: str) -> Path:
+    """The Markdown summary of ``category``'s curves (``CURVES.md`` for magnetic_tile, the main dataset)."""
+    return output / ("CURVES.md" if category == "magnetic_tile" else f"CURVES_{category}.md")
 
 
 def finished(csv_path: Path, model_name: str, seed: int, steps: int, max_seconds: float | None) -> bool:
@@ -380,7 +390,10 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side")
     parser.add_argument("--workers", type=int, default=0, help="data-loader workers per run")
+    parser.add_argument("--deadline", type=float, default=None,
+                        help="UNIX time by which every run has recorded its last point and stopped")
     parser.add_argument("--output", type=Path, default=harness.RESULTS)
+    parser.add_argument("--checkpoints", type=Path, default=None, help="where runs resume from (<output>/checkpoints)")
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="generated data, tiny preset, a few steps")
     return harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny", image_size=64, batch_size=4,
@@ -408,8 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     logging.getLogger("curves").error("%s seed %s failed", *runs[future], exc_info=future.exception())
     if harness.read_rows(csv_path):  # runs that all failed before their first point leave nothing to draw
         plot(csv_path, csv_path.with_suffix(".png"))
-        summary = summarise(csv_path, args.output / ("CURVES.md" if args.category == "magnetic_tile"
-                                                     else f"CURVES_{args.category}.md"), args.eval_stride)
+        summary = summarise(csv_path, summary_path(args.output, args.category), args.eval_stride)
         print(f"{csv_path}\n{csv_path.with_suffix('.png')}\n{summary}")  # noqa: T201
     if failed:
         print(f"failed runs (model, seed): {failed}", file=sys.stderr)  # noqa: T201

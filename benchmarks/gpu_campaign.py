@@ -14,15 +14,19 @@ then run one command there, carrying ``.gpu`` and ``.whl``; what it measures lan
 
 1. ``speed.py --parts defects train`` on CUDA: defect synthesis per batch of 8 (procedural
    textures, scikit-image's photographs and the carried DTD subset, 128 and 256 px); then the
-   paper configuration and CPU preset, fp32 / bf16 / bf16 + compile, channels-last off and on
-   (about a third of the budget, cells run until the slice is spent).
+   paper configuration and CPU preset, fp32 / bf16 / bf16 + compile (compiled cells last),
+   channels-last off and on, each with the GPU memory it held (a third of the budget; cells
+   run until the slice is spent).
 2. ``curves.py`` on magnetic_tile pre-resized to 256 px: RecSem with the paper's settings
    (bf16 mixed precision) and stock Draem (widths 128/64, same precision), seeds 0-2, all six
-   runs side by side on the one GPU, each for the rest of the budget; a point every 250 steps.
+   runs side by side on the one GPU, each until it must stop to record its last point before
+   the budget ends; a point every 250 steps. So short a run stays inside the paper's 20
+   warm-up epochs (about 7 600 steps here), at about a tenth of the full learning rate.
 
-Checkpoints (hundreds of MB each) stay in ``--work``; ``--output`` receives seven files (the log,
-the speed CSVs and summary, the curve CSV, plot and summary), within what comes back from the
-machine (8 files).
+Checkpoints (about 1 GB each for the paper configuration with Adam's state) stay in ``--work``;
+``--output`` receives seven files, written as the campaign goes so that a call cut short still
+brings back what it measured: the log, the speed CSVs and summary, the curve CSV, plot and
+summary (within the 8 files that come back from the machine).
 
 ``--smoke`` runs the same steps on the CPU, packing and unpacking included, with a generated
 dataset, the tiny preset and a few steps, so the first GPU window is not spent debugging the script.
@@ -31,9 +35,11 @@ dataset, the tiny preset and a few steps, so the first GPU window is not spent d
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -47,7 +53,7 @@ from PIL import Image
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks import harness  # noqa: E402
+from benchmarks import curves, harness, speed  # noqa: E402
 
 DATA = REPO_ROOT / ".gpu" / "data"
 WHEELS = REPO_ROOT / ".whl"
@@ -153,13 +159,24 @@ def carried_mib(*folders: Path) -> dict[str, float]:
 
 
 def _run(command: list[str], seconds: float, log: Path) -> int:
-    """Run ``command`` for at most ``seconds``; its output goes to ``log``."""
+    """Run ``command`` for at most ``seconds``, its output into ``log``; 124 when it had to be stopped.
+
+    It runs in its own process group, so that stopping it also stops the training processes
+    it started, which would otherwise go on holding the GPU.
+    """
     print(f"$ {' '.join(command)}  (at most {seconds:.0f} s)", flush=True)  # noqa: T201
     with log.open("a") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT,  # noqa: S603
+                                   start_new_session=True)
         try:
-            return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, timeout=seconds,  # noqa: S603
-                                  check=False, cwd=REPO_ROOT).returncode
+            return process.wait(timeout=max(1.0, seconds))
         except subprocess.TimeoutExpired:
+            for signal_number in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal_number)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=10)
+                    break
             return 124
 
 
@@ -171,14 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=harness.RESULTS / "gpu")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "recsem_campaign",
                         help="unpacked data and checkpoints, not brought back; a second call on the same "
-                             "machine continues the curves from them")
+                             "machine continues runs that a deadline cut short")
     parser.add_argument("--budget", type=float, default=540, help="seconds for the whole campaign")
     parser.add_argument("--smoke", action="store_true", help="CPU, generated data, tiny preset, a few steps")
     args = parser.parse_args(argv)
     if args.prepare:
         pack(harness.SHARED_DATASETS / "magnetic_tile", harness.DTD_IMAGES, args.data)
         prepare_wheels(WHEELS)
-        sizes = carried_mib(DATA.parent, WHEELS)
+        sizes = carried_mib(args.data.parent, WHEELS)
         print(", ".join(f"{name} {mib:.1f}" for name, mib in sizes.items()),  # noqa: T201
               f"= {sum(sizes.values()):.1f} MiB of the {CARRY_LIMIT_MIB} that travel")
         return 0 if sum(sizes.values()) < CARRY_LIMIT_MIB else 1
@@ -191,33 +208,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         source, textures = harness.smoke_data(args.work / "generated")
         data = args.work / "packed"
         pack(source / "dummy", textures, data, size=64)
-        shutil.rmtree(args.work / "curves", ignore_errors=True)  # a smoke run starts afresh
+        shutil.rmtree(args.work / "checkpoints", ignore_errors=True)  # a smoke run starts afresh
         category = "dummy"
-        speed = ["--accelerator", "cpu", "--presets", "recsem_tiny", "--steps", "1", "--warmup", "1",
-                 "--precisions", "fp32", "bf16"]
-        curves = ["--accelerator", "cpu", "--preset", "recsem_tiny", "--image-size", "64", "--steps", "4",
-                  "--every", "2", "--seeds", "0", "--jobs", "2", "--precision", "bf16-mixed", "--batch-size", "4"]
+        speed_arguments = ["--accelerator", "cpu", "--presets", "recsem_tiny", "--steps", "1", "--warmup", "1"]
+        curve_arguments = ["--accelerator", "cpu", "--preset", "recsem_tiny", "--image-size", "64", "--steps", "4",
+                           "--every", "2", "--seeds", "0", "--jobs", "2", "--precision", "bf16-mixed",
+                           "--batch-size", "4"]
     else:
         category = "magnetic_tile"
-        speed = ["--accelerator", "cuda", "--presets", "recsem", "recsem_small", "--steps", "10", "--warmup", "3"]
-        curves = ["--accelerator", "cuda", "--preset", "recsem", "--image-size", "256", "--steps", "100000",
-                  "--every", "250", "--seeds", "0", "1", "2", "--jobs", "6", "--threads", "2", "--workers", "2",
-                  "--precision", "bf16-mixed", "--width", "0"]
+        speed_arguments = ["--accelerator", "cuda", "--presets", "recsem", "recsem_small", "--steps", "10",
+                           "--warmup", "3"]
+        curve_arguments = ["--accelerator", "cuda", "--preset", "recsem", "--image-size", "256", "--steps", "100000",
+                           "--every", "250", "--seeds", "0", "1", "2", "--jobs", "6", "--threads", "2",
+                           "--workers", "2", "--precision", "bf16-mixed", "--width", "0"]
     root = unpack(data, category, args.work / "data")
-    curves += ["--root", str(root), "--category", category, "--textures", str(data / "dtd")]
     # Synthesis first: a few seconds, and the figure that says whether defects made on the
-    # device stay a small part of a step there.
-    speed_status = _run([python, "benchmarks/speed.py", "--parts", "defects", "train", "--output", str(args.output),
-                         "--textures", str(data / "dtd"), *speed], args.budget / 3, log)
-    left = args.budget - (time.monotonic() - started)
-    # Each run trains for what is left, minus start-up (data, first evaluation) and the last point.
-    runs = args.work / "curves"
-    curves += ["--max-seconds", str(max(30.0, left - 90)), "--output", str(runs)]
-    curves_status = _run([python, "benchmarks/curves.py", *curves], left - 10, log)
-    for pattern in ("curve_*.csv", "curve_*.png", "CURVES*.md"):
-        for path in runs.glob(pattern):
-            shutil.copy2(path, args.output / path.name)
-    # The speed grid stops at its time slice (124) by design; anything else is in campaign.log.
+    # device stay a small part of a step there. Compiled cells last: compiling can take the
+    # rest of the slice.
+    speed_arguments += ["--output", str(args.output), "--textures", str(data / "dtd")]
+    speed_end = time.monotonic() + args.budget / 3
+    speed_status = _run([python, "benchmarks/speed.py", "--parts", "defects", "train", *speed_arguments,
+                         "--precisions", "fp32", "bf16"], speed_end - time.monotonic(), log)
+    if not args.smoke and speed_end - time.monotonic() > 20:
+        speed_status = _run([python, "benchmarks/speed.py", "--parts", "train", *speed_arguments,
+                             "--precisions", "bf16+compile"], speed_end - time.monotonic(), log)
+    speed.summarise(args.output)  # also when the slice ran out before speed.py wrote it
+    # The curves go straight to the output, so that a campaign cut short still brings them back;
+    # each run stops in time to record its last point before the deadline.
+    campaign_end = time.time() + args.budget - (time.monotonic() - started)
+    curve_arguments += ["--root", str(root), "--category", category, "--textures", str(data / "dtd"),
+                        "--output", str(args.output), "--checkpoints", str(args.work / "checkpoints"),
+                        "--deadline", str(campaign_end - 30)]
+    curves_status = _run([python, "benchmarks/curves.py", *curve_arguments], campaign_end - 10 - time.time(), log)
+    csv_path = args.output / f"curve_{category}.csv"
+    if curves_status != 0 and harness.read_rows(csv_path):  # stopped before its own plot and summary
+        curves.plot(csv_path, csv_path.with_suffix(".png"))
+        curves.summarise(csv_path, curves.summary_path(args.output, category), 2)  # curves.py's --eval-stride
+    csv_path.with_suffix(".csv.lock").unlink(missing_ok=True)
     print(f"campaign done in {time.monotonic() - started:.0f} s (exit status: speed {speed_status}, "  # noqa: T201
           f"curves {curves_status}); results in {args.output}")
     return 0 if curves_status == 0 else 1

@@ -88,6 +88,11 @@ def recsem(preset: str = "recsem_small", **overrides: Any) -> RecSem:  # noqa: A
     return RecSem(**{**model_arguments(preset), **overrides})
 
 
+def texture_label(source: str | Path | None) -> str:
+    """The ``textures`` column: the folder's name, ``photos``, ``self`` or ``procedural``."""
+    return "procedural" if source is None else Path(source).name
+
+
 def draem_width(requested: int | None, preset: str) -> int:
     """Draem's first-block widths: ``requested``, else the RecSem preset's ``reconstruction_width``; 0 is stock."""
     return requested if requested is not None else int(model_arguments(preset)["reconstruction_width"])

@@ -11,8 +11,9 @@ is named in every row):
   (:data:`PEAK_TFLOPS`); model FLOPs are counted by ``torch.utils.flop_counter`` on one
   forward and backward pass. ``outside_share`` is the share of a step spent outside the
   networks' forward and backward: gathering the batch and making the defects. On CUDA,
-  ``peak_delta_mb`` is the memory a training process allocates at its peak, which sizes the
-  runs that share one GPU in ``gpu_campaign.py``.
+  ``gpu_reserved_mb`` is the most memory PyTorch's allocator held for the training steps
+  (``max_memory_reserved``; the CUDA context comes on top), which sizes the runs that share
+  one GPU in ``gpu_campaign.py``.
 * ``defects`` (``defects.csv``): :class:`SyntheticDefect` per batch, and its share of a
   training step of the same size.
 * ``inference`` (``speed.csv``): images per second of the eager PyTorch model and of its
@@ -65,7 +66,7 @@ TRAIN_COLUMNS = (
     "synthesis_share", "augmenter", "parameters", "gflops", "peak_rss_mb", "peak_delta_mb", "baseline_rss_mb",
     "memory_method", "threads", "reps", "warmup", "status", "note",
     "precision", "channels_last", "compile", "samples_per_second", "step_tflop", "peak_tflops", "mfu",
-    "outside_share", "device", "finished_at",
+    "outside_share", "gpu_reserved_mb", "device", "finished_at",
 )
 DEFECT_COLUMNS = (
     "generator", "source", "cache", "image_size", "batch_size", "probability", "ms_per_batch", "ms_per_image",
@@ -114,12 +115,13 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
     model.to(device)
     model.on_fit_start()
     optimizer = model.configure_optimizers()
-    if device.type == "cuda":  # what one training process holds, for sizing runs that share a GPU
-        torch.cuda.reset_peak_memory_stats(device)
     # Training images kept on the device, as the in-memory training data does.
     stored = torch.rand(64, 3, image_size, image_size, device=device)
     gather = lambda: (stored[torch.randint(0, 64, (batch,), device=device)], torch.rand(batch) < 0.5)  # noqa: E731
     flops = step_flops(harness.recsem(preset, image_size=image_size).to(device), *gather())
+    if device.type == "cuda":  # from here on, what one training process holds (its counted copy is gone)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
     outside: list[float] = []
     synthesize = model.synthetic_defect.synthesize
 
@@ -160,8 +162,8 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         "peak_tflops": peak,
         "mfu": flops / seconds / (peak * 1e12),
         "parameters": sum(parameter.numel() for parameter in model.model.parameters()),
-    } | ({"peak_delta_mb": torch.cuda.max_memory_allocated(device) / 2**20,
-          "memory_method": "torch.cuda.max_memory_allocated"} if device.type == "cuda" else {})
+        "augmenter": f"SyntheticDefect({harness.texture_label(model.anomaly_source)})",
+    } | ({"gpu_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20} if device.type == "cuda" else {})
 
 
 def run_train(args: argparse.Namespace, device: torch.device) -> None:
@@ -174,7 +176,7 @@ def run_train(args: argparse.Namespace, device: torch.device) -> None:
                 row = {"model": preset, "family": "recsem", "image_size": image_size, "batch_size": batch,
                        "precision": precision, "channels_last": channels_last, "compile": "compile" in precision,
                        "threads": torch.get_num_threads(), "reps": args.steps, "warmup": args.warmup,
-                       "augmenter": "SyntheticDefect(procedural)", "device": harness.device_name(device.type),
+                       "device": harness.device_name(device.type),
                        "finished_at": harness.now()}
                 try:
                     row |= time_training(preset, image_size, batch, precision, channels_last, device, args.steps,
@@ -188,6 +190,28 @@ def run_train(args: argparse.Namespace, device: torch.device) -> None:
                 harness.append_rows(path, [row], TRAIN_COLUMNS)
 
 
+def time_synthesis(source: str | Path | None, size: int, device: torch.device, warmup: int) -> dict[str, float]:
+    """Milliseconds of :meth:`SyntheticDefect.synthesize` per batch of 8 at ``size`` px (median of the reps)."""
+    transform = SyntheticDefect(anomaly_source=source, seed=0)
+    textures = transform.texture_folder
+    if isinstance(textures, TextureFolder):  # training decodes and resizes each file once; time what follows
+        shape = fit_size(size, size, textures.size)
+        for start in range(0, len(textures.paths), 64):
+            textures.textures(torch.arange(start, min(start + 64, len(textures.paths))), *shape)
+    images = torch.rand(8, 3, size, size, device=device)
+    durations = []
+    for index in range(warmup + DEFECT_REPS):
+        flags = torch.rand(8) < 0.5
+        _sync(device)
+        started = time.perf_counter()
+        transform.synthesize(images, flags)
+        _sync(device)
+        if index >= warmup:
+            durations.append(time.perf_counter() - started)
+    seconds = statistics.median(durations)
+    return {"ms_per_batch": 1000 * seconds, "ms_per_image": 1000 * seconds / 8}
+
+
 def run_defects(args: argparse.Namespace, device: torch.device) -> None:
     """SyntheticDefect per batch of 8, procedural textures, photographs and DTD, at 128 and 256 px."""
     path = args.output / "defects.csv"
@@ -196,36 +220,13 @@ def run_defects(args: argparse.Namespace, device: torch.device) -> None:
         for name, source in sources.items():
             if name == "dtd" and source is None:
                 continue
-            try:
-                transform = SyntheticDefect(anomaly_source=source, seed=0)
-            except (OSError, ValueError) as error:  # e.g. photographs missing: a result, not a crash
-                row = {"generator": "SyntheticDefect", "source": name, "image_size": size, "batch_size": 8,
-                       "status": "error", "note": f"{type(error).__name__}: {error}"[:300],
-                       "device": harness.device_name(device.type), "finished_at": harness.now()}
-                print(row, flush=True)  # noqa: T201
-                harness.append_rows(path, [row], DEFECT_COLUMNS)
-                continue
-            textures = transform.texture_folder
-            if isinstance(textures, TextureFolder):  # training decodes and resizes each file once; time what follows
-                shape = fit_size(size, size, textures.size)
-                for start in range(0, len(textures.paths), 64):
-                    textures.textures(torch.arange(start, min(start + 64, len(textures.paths))), *shape)
-            images = torch.rand(8, 3, size, size, device=device)
-            durations = []
-            for index in range(args.warmup + DEFECT_REPS):
-                flags = torch.rand(8) < 0.5
-                _sync(device)
-                started = time.perf_counter()
-                transform.synthesize(images, flags)
-                _sync(device)
-                if index >= args.warmup:
-                    durations.append(time.perf_counter() - started)
-            seconds = statistics.median(durations)
             row = {"generator": "SyntheticDefect", "source": name, "image_size": size, "batch_size": 8,
-                   "probability": 0.5, "ms_per_batch": 1000 * seconds, "ms_per_image": 1000 * seconds / 8,
-                   "reps": DEFECT_REPS, "warmup": args.warmup, "status": "ok",
-                   "device": harness.device_name(device.type),
-                   "finished_at": harness.now()}
+                   "probability": 0.5, "reps": DEFECT_REPS, "warmup": args.warmup,
+                   "device": harness.device_name(device.type), "finished_at": harness.now()}
+            try:
+                row |= time_synthesis(source, size, device, args.warmup) | {"status": "ok"}
+            except Exception as error:  # noqa: BLE001  e.g. photographs missing: a result, not a crash
+                row |= {"status": "error", "note": f"{type(error).__name__}: {error}"[:300]}
             print(row, flush=True)  # noqa: T201
             harness.append_rows(path, [row], DEFECT_COLUMNS)
 
@@ -312,7 +313,7 @@ def summarise(output: Path) -> Path:
             lines.append(f"| {row['device']} | {row['model']} | {row['image_size']} | {row['batch_size']} | "
                          f"{row['precision']} | {row['channels_last']} | {row['status']}: {row['note'][:60]} | | | | |")
             continue
-        memory = f"{float(row['peak_delta_mb']) / 1024:.1f} GiB" if row.get("peak_delta_mb") else "–"
+        memory = f"{float(row['gpu_reserved_mb']) / 1024:.1f} GiB" if row.get("gpu_reserved_mb") else "–"
         lines.append(
             f"| {row['device']} | {row['model']} | {row['image_size']} | {row['batch_size']} | {row['precision']} | "
             f"{row['channels_last']} | {float(row['seconds_per_step']):.3f} | {float(row['samples_per_second']):.1f} | "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -201,8 +202,6 @@ def test_within_budget_reports_the_last_point_in_time_and_the_best_before_it() -
         "best_image_AUROC": 0.80, "best_pixel_AUPRO": 0.60}]
 
 
-def test_texture_column_names_the_folder_the_image_itself_or_the_procedural_bank(tmp_path: Path) -> None:
-    assert [curves.texture_label(source) for source in ("self", None, tmp_path / "dtd")] == ["self", "procedural", "dtd"]
 
 
 def test_plot_only_without_curves_names_the_missing_csv(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -238,3 +237,17 @@ def test_curve_tables_name_every_machine_that_ran_a_model(tmp_path: Path) -> Non
                        curves.COLUMNS)
     summary = curves.summarise(csv_path, tmp_path / "CURVES.md").read_text()
     assert "per run on Intel for seed 0, AMD for seed 1." in summary
+
+
+def test_a_run_stops_in_time_to_record_its_last_point_before_the_deadline() -> None:
+    recorder = curves.CurveRecorder(data=None, every=100, csv_path=Path("unused.csv"), checkpoint=Path("unused.ckpt"),
+                                    clock=harness.StepClock(), fixed={}, deadline=time.time() + 60)
+    recorded: list[int] = []
+    recorder._record = lambda trainer, module: recorded.append(trainer.global_step)
+    trainer = SimpleNamespace(global_step=5, max_steps=1000, should_stop=False)
+    recorder.point_seconds = 10  # the last point took 10 s: 60 s leave room for more steps
+    recorder.on_train_batch_end(trainer, None)
+    assert not trainer.should_stop and recorded == []
+    recorder.point_seconds = 50  # one more point would end past the deadline: record it now and stop
+    recorder.on_train_batch_end(trainer, None)
+    assert trainer.should_stop and recorded == [5]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -37,20 +38,45 @@ def test_unpack_names_the_folder_when_nothing_was_packed(tmp_path: Path) -> None
         gpu_campaign.unpack(tmp_path / "data", "magnetic_tile", tmp_path / "unpacked")
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a killed process may linger as a zombie until it is reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_stage_out_of_time_is_stopped_with_the_processes_it_started(tmp_path: Path) -> None:
+    started = time.monotonic()
+    command = ["bash", "-c", f"sleep 60 & echo $! > {tmp_path / 'child'}; wait"]
+    assert gpu_campaign._run(command, 3, tmp_path / "log") == 124
+    assert time.monotonic() - started < 30
+    child = int((tmp_path / "child").read_text())
+    for _ in range(50):  # the grandchild is gone too, not left holding the GPU
+        if not _running(child):
+            break
+        time.sleep(0.1)
+    assert not _running(child)
+    assert gpu_campaign._run(["bash", "-c", "exit 3"], 10, tmp_path / "log") == 3
+
+
 @pytest.mark.slow
-def test_gpu_campaign_runs_end_to_end_on_the_cpu(tmp_path: Path) -> None:
+def test_gpu_campaign_runs_end_to_end_on_the_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As on the GPU machine, the shared data folder does not exist: everything comes from what was packed.
+    monkeypatch.setenv("RECSEM_DATASETS", str(tmp_path / "no_datasets"))
     output, work = tmp_path / "out", tmp_path / "work"
     assert gpu_campaign.main(["--smoke", "--budget", "900", "--output", str(output), "--work", str(work)]) == 0
     # What comes back from the GPU machine: at most 8 files, checkpoints left behind.
     returned = sorted(path.name for path in output.iterdir())
     assert returned == ["CURVES_dummy.md", "SPEED.md", "campaign.log", "curve_dummy.csv", "curve_dummy.png",
                         "defects.csv", "train_step.csv"]
-    assert list((work / "curves" / "checkpoints").glob("*.ckpt"))
+    assert list((work / "checkpoints").glob("*.ckpt"))
     speed = harness.read_rows(output / "train_step.csv")
     assert {row["precision"] for row in speed} == {"fp32", "bf16"}
     assert all(row["status"] == "ok" and 0 < float(row["mfu"]) < 1 for row in speed)
     defects = harness.read_rows(output / "defects.csv")
     assert {row["image_size"] for row in defects} == {"128", "256"}
+    assert {row["source"] for row in defects} == {"procedural", "photos", "dtd"}  # dtd: the packed subset
     assert all(row["status"] == "ok" and float(row["ms_per_batch"]) > 0 for row in defects)
     points = harness.read_rows(output / "curve_dummy.csv")
     assert {row["model"] for row in points} == {"recsem", "draem"}

@@ -1,8 +1,9 @@
-"""``benchmarks/harness.py``: the AUROC every benchmark reports."""
+"""``benchmarks/harness.py``: the AUROC every benchmark reports, and the texture column."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,3 +22,8 @@ def test_auroc_of_scores_far_outside_0_1_is_the_rank_auroc(offset: float) -> Non
 
 def test_auroc_is_nan_with_one_class() -> None:
     assert math.isnan(harness.auroc(torch.tensor([0.2, 0.7]), torch.tensor([1, 1])))
+
+
+def test_texture_column_names_the_folder_the_image_itself_or_the_procedural_bank(tmp_path: Path) -> None:
+    labels = [harness.texture_label(source) for source in ("self", None, "photos", tmp_path / "dtd")]
+    assert labels == ["self", "procedural", "photos", "dtd"]

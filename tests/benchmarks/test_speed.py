@@ -24,6 +24,7 @@ def test_train_and_defect_cells_write_rows_with_mfu(tmp_path: Path) -> None:
         assert 0 < float(row["mfu"]) < 1
         assert float(row["samples_per_second"]) == pytest.approx(4 / float(row["seconds_per_step"]), rel=1e-4)
         assert 0 <= float(row["outside_share"]) < 1
+        assert row["augmenter"] == "SyntheticDefect(photos)"  # the preset's own defects, RecSem's default
     defects = harness.read_rows(tmp_path / "defects.csv")
     assert {row["image_size"] for row in defects} == {"128", "256"}
     assert all(math.isfinite(float(row["ms_per_batch"])) for row in defects)
@@ -49,8 +50,8 @@ def test_cpu_peak_follows_threads_and_dtype() -> None:
 def test_summary_gives_gpu_memory_where_a_row_measured_it(tmp_path: Path) -> None:
     measured = {"model": "recsem", "image_size": "256", "batch_size": "8", "precision": "bf16", "channels_last": "True",
                 "seconds_per_step": "0.1", "samples_per_second": "80", "mfu": "0.4", "outside_share": "0.02",
-                "status": "ok", "device": "NVIDIA H100 80GB HBM3", "peak_delta_mb": "9216"}
-    harness.write_rows(tmp_path / "train_step.csv", [measured, measured | {"device": "CPU", "peak_delta_mb": ""}],
+                "status": "ok", "device": "NVIDIA H100 80GB HBM3", "gpu_reserved_mb": "9216"}
+    harness.write_rows(tmp_path / "train_step.csv", [measured, measured | {"device": "CPU", "gpu_reserved_mb": ""}],
                        speed.TRAIN_COLUMNS)
     table = speed.summarise(tmp_path).read_text()
     cells = "| recsem | 256 | 8 | bf16 | True | 0.100 | 80.0 | 0.400 | 2.0 % |"
