@@ -66,7 +66,7 @@ def test_test_metrics_are_finite_and_rank_what_predict_returns(trained: dict) ->
     """The all-zero masks leave every metric finite, and the AUROCs are those of the predictions.
 
     scikit-learn ranks the scores and maps that ``Engine.predict`` returns for the same images,
-    so a metric fed the wrong field, or masks and maps out of step, would not match.
+    so a metric fed the wrong field, or one that drops or reorders batches, would not match.
     """
     from sklearn.metrics import roc_auc_score  # noqa: PLC0415
 
