@@ -9,7 +9,9 @@ row of the CSV (model, seed, step, samples, seconds, ...); ``seconds`` is traini
 clock, set-up included, evaluations excluded.
 
 Resumable: a finished (model, seed) run is skipped; an interrupted one continues from the
-checkpoint written at its last point. Commands (repository root)::
+checkpoint written at its last point (in ``<output>/checkpoints``, or ``--checkpoints``). A run
+ends at ``--steps``, at ``--max-seconds`` of training, or, with ``--deadline``, in time to record
+its last point before that wall-clock time. Commands (repository root)::
 
     uv run python benchmarks/curves.py                       # magnetic_tile, CPU preset, 3 seeds
     uv run python benchmarks/curves.py --plot-only           # redraw the PNG from the CSV

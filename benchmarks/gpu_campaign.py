@@ -108,6 +108,11 @@ def pack(category: Path, textures: Path, data: Path, size: int = 256) -> None:
 def unpack(data: Path, category: str, root: Path) -> Path:
     """Write the packed ``category`` back as PNG under ``root`` (anomalib's MVTec AD reader takes PNG only).
 
+    Args:
+        data: The folder :func:`pack` wrote.
+        category: The packed category's name.
+        root: Where to write ``<category>/``, replacing what was there.
+
     Returns:
         Path: ``root``, an MVTec AD-layout root holding ``category``.
 
