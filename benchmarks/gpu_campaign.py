@@ -248,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     csv_path = args.output / f"curve_{category}.csv"
     if curves_status != 0 and harness.read_rows(csv_path):  # stopped before its own plot and summary
         curves.plot(csv_path, csv_path.with_suffix(".png"))
-        curves.summarise(csv_path, curves.summary_path(args.output, category), 2)  # curves.py's --eval-stride
+        curves.summarise(csv_path, curves.summary_path(args.output, category))
     csv_path.with_suffix(".csv.lock").unlink(missing_ok=True)
     print(f"campaign done in {time.monotonic() - started:.0f} s (exit status: speed {speed_status}, "  # noqa: T201
           f"curves {curves_status}); results in {args.output}")

@@ -202,8 +202,6 @@ def test_within_budget_reports_the_last_point_in_time_and_the_best_before_it() -
         "best_image_AUROC": 0.80, "best_pixel_AUPRO": 0.60}]
 
 
-
-
 def test_plot_only_without_curves_names_the_missing_csv(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert curves.main(["--plot-only", "--output", str(tmp_path)]) == 2
     assert str(tmp_path / "curve_magnetic_tile.csv") in capsys.readouterr().err

@@ -23,10 +23,11 @@ def test_packed_data_unpacks_to_the_same_mvtec_tree_as_png(tmp_path: Path) -> No
     after = sorted(path.relative_to(root / "dummy") for path in (root / "dummy").rglob("*") if path.is_file())
     assert after == before
     for relative in before:
+        mask = "ground_truth" in relative.parts  # masks exact (nearest), binary as they were
+        resample = Image.Resampling.NEAREST if mask else Image.Resampling.BILINEAR
         with Image.open(source / "dummy" / relative) as original, Image.open(root / "dummy" / relative) as copy:
-            expected = np.asarray(original.convert("L").resize((32, 32), Image.Resampling.BILINEAR), dtype=float)
-            if "ground_truth" in relative.parts:  # masks exact (nearest), binary as they were
-                expected = np.asarray(original.convert("L").resize((32, 32), Image.Resampling.NEAREST), dtype=float)
+            expected = np.asarray(original.convert("L").resize((32, 32), resample), dtype=float)
+            if mask:
                 assert np.array_equal(np.asarray(copy, dtype=float), expected), relative
             else:
                 assert np.abs(np.asarray(copy, dtype=float) - expected).mean() < 3, relative
