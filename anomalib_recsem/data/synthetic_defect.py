@@ -50,6 +50,8 @@ from torch.nn import functional as F  # noqa: N812
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from anomalib_recsem.options import check_flag, check_integer, check_number
+
 from .perlin import perlin_noise_2d
 from .texture_bank import (
     PROCEDURAL_RENDER_SIZE,
@@ -339,9 +341,10 @@ def _hsv_to_rgb(sixths: Tensor, saturation: Tensor, value: Tensor) -> Tensor:
 def _on_rows(x: Tensor, chosen: Tensor, op: Callable[[Tensor | slice], Tensor]) -> Tensor:
     """``x`` with the rows where the CPU bool ``chosen`` ``(N,)`` is true replaced by ``op(rows)``.
 
-    ``op`` gets the chosen rows (indices on ``x``'s device, or a slice when all are chosen)
-    and returns those rows changed; the other rows are not computed at all, where a
-    ``torch.where`` would compute every row and then choose.
+    ``op`` gets the chosen rows (CPU indices, or a slice when all are chosen) and returns
+    those rows changed; the other rows are not computed at all, where a ``torch.where`` would
+    compute every row and then choose. CPU indices index ``x`` on any device and also the
+    per-image parameters that ``op`` drew on the CPU; indices on a GPU could not index those.
     """
     rows = chosen.nonzero().squeeze(1)
     if rows.numel() == 0:
@@ -349,7 +352,6 @@ def _on_rows(x: Tensor, chosen: Tensor, op: Callable[[Tensor | slice], Tensor]) 
     if rows.numel() == x.shape[0]:
         return op(slice(None))
     out = x.clone()
-    rows = rows.to(x.device)
     out[rows] = op(rows)
     return out
 
@@ -579,7 +581,7 @@ class SyntheticDefect(v2.Transform):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
+        if check_number("probability", probability, minimum=0) > 1:
             msg = f"probability must be a number in [0, 1], got {probability!r}"
             raise ValueError(msg)
         low, high = _check_range("blend_factor", blend_factor, "(low, high) with 0 <= low <= high <= 1")
@@ -591,29 +593,20 @@ class SyntheticDefect(v2.Transform):
         if not (scale_low.is_integer() and scale_high.is_integer() and 0 <= scale_low <= scale_high <= 8):  # noqa: PLR2004
             msg = f"perlin_scale_range must be a pair {accepted}, got {tuple(perlin_scale_range)!r}"
             raise ValueError(msg)
-        if not -1 < float(threshold) < 1:
+        if not -1 < check_number("threshold", threshold, minimum=-1, strict=True) < 1:
             msg = f"threshold must be in (-1, 1) (Perlin noise lies in [-1, 1]), got {threshold!r}"
             raise ValueError(msg)
-        if not 0 <= float(mask_rotation) <= 180:  # noqa: PLR2004
+        if check_number("mask_rotation", mask_rotation, minimum=0) > 180:  # noqa: PLR2004
             msg = f"mask_rotation must be in [0, 180] degrees, got {mask_rotation!r}"
             raise ValueError(msg)
-        for name, value in (("min_defect_area", min_defect_area), ("min_defect_size", min_defect_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                msg = f"{name} must be an integer >= 0 (0 disables), got {value!r}"
-                raise ValueError(msg)
-        if (
-            isinstance(num_source_augmentations, bool)
-            or not isinstance(num_source_augmentations, int)
-            or not 0 <= num_source_augmentations <= len(SOURCE_AUGMENTATIONS)
-        ):
-            msg = (
-                f"num_source_augmentations must be an integer in [0, {len(SOURCE_AUGMENTATIONS)}], "
-                f"got {num_source_augmentations!r}"
-            )
-            raise ValueError(msg)
+        check_integer("min_defect_area", min_defect_area, minimum=0)  # 0 disables
+        check_integer("min_defect_size", min_defect_size, minimum=0)
+        check_integer("num_source_augmentations", num_source_augmentations, 0, maximum=len(SOURCE_AUGMENTATIONS))
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             msg = f"seed must be an int or None, got {seed!r}"
             raise ValueError(msg)
+        check_flag("drop_corner_defects", drop_corner_defects)
+        check_flag("light_augmentation", light_augmentation)
 
         self.probability = float(probability)
         self.blend_factor = (low, high)
@@ -622,9 +615,9 @@ class SyntheticDefect(v2.Transform):
         self.mask_rotation = float(mask_rotation)
         self.min_defect_area = min_defect_area
         self.min_defect_size = min_defect_size
-        self.drop_corner_defects = bool(drop_corner_defects)
+        self.drop_corner_defects = drop_corner_defects
         self.num_source_augmentations = num_source_augmentations
-        self.light_augmentation = bool(light_augmentation)
+        self.light_augmentation = light_augmentation
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 

@@ -290,7 +290,8 @@ def find_texture_images(root: str | Path) -> list[Path]:
     """
     root = Path(root).expanduser()
     if not root.is_dir():
-        msg = f"anomaly_source: texture directory {str(root)!r} does not exist (or is not a directory)"
+        msg = (f"anomaly_source: texture directory {str(root)!r} does not exist (or is not a directory); "
+               "anomaly_source accepts None (procedural textures), 'photos', 'self' or a folder of images")
         raise FileNotFoundError(msg)
 
     def scan(folder: Path) -> list[Path]:

@@ -17,10 +17,12 @@ from anomalib.data import Folder, MVTecAD
 from anomalib.deploy import ExportType, OpenVINOInferencer, TorchInferencer
 from anomalib.engine import Engine
 from anomalib.metrics import AUPRO
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from PIL import Image
 
 from anomalib_recsem import RecSem
+from anomalib_recsem.data.toy_mvtec import write_mvtec_dataset
 from anomalib_recsem.models.recsem.components.export import ONNX_OPSET
 from tests.conftest import TINY_RECSEM
 
@@ -141,6 +143,32 @@ def test_training_and_prediction_resize_with_antialiasing(trained: dict, large_i
     assert model.pre_processor.transform.antialias is True
     assert torch.allclose(model.pre_processor.transform(pixels), antialiased, atol=1e-5)
     assert torch.allclose(model.pre_processor(pixels), antialiased, atol=1e-5)  # what gets exported
+
+
+class _StoredImages(Callback):
+    """Keeps a copy of the images that training batches are gathered from."""
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:  # noqa: ARG002
+        self.images = trainer.train_dataloader.dataset.images.float().clone()
+
+
+def test_training_batches_come_from_antialiased_images(tmp_path: Path) -> None:
+    """What training stores is the exported resize of each file, not a resize that aliases."""
+    root = write_mvtec_dataset(tmp_path / "data", num_train=4, num_test_good=2, num_test_defective=2, size=128)
+    datamodule = MVTecAD(root=root, category="dummy", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    stored = _StoredImages()
+    model = RecSem(**TINY_RECSEM)
+    engine = Engine(default_root_dir=tmp_path / "project", max_steps=1, logger=False, accelerator="cpu", devices=1,
+                    callbacks=[stored])
+    engine.fit(model=model, datamodule=datamodule)
+    files = torch.stack([torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255)
+                         for path in datamodule.train_data.samples.image_path]).permute(0, 3, 1, 2)
+    size = model.model.image_size
+    assert files.shape[-2:] == (128, 128) and stored.images.shape[-2:] == size
+    antialiased = torch.nn.functional.interpolate(files, size=size, mode="bilinear", antialias=True)
+    aliased = torch.nn.functional.interpolate(files, size=size, mode="bilinear", antialias=False)
+    assert (stored.images - antialiased).abs().max() < 1e-3  # float16 storage
+    assert (stored.images - aliased).abs().max() > 1e-2
 
 
 def test_onnx_export_writes_its_opset_without_a_conversion_traceback(

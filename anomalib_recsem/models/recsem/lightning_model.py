@@ -32,6 +32,7 @@ from torch import nn
 
 from anomalib_recsem.data.synthetic_defect import SyntheticDefect
 from anomalib_recsem.data.validation import DataValidation
+from anomalib_recsem.options import check_choice, check_flag, check_integer, check_number
 
 from .components.checkpoint import CheckpointMismatchError, check_checkpoint_matches
 from .components.export import SafeExportMixin
@@ -160,15 +161,19 @@ class RecSem(SafeExportMixin, AnomalibModule):
         visualizer: Visualizer | bool = True,
     ) -> None:
         size = check_image_size(image_size)
-        _check_choice("discriminator_input", discriminator_input, DISCRIMINATOR_INPUTS)
+        check_choice("discriminator_input", discriminator_input, DISCRIMINATOR_INPUTS)
         for name, value in (("positive_aug_ratio", positive_aug_ratio), ("negative_aug_ratio", negative_aug_ratio)):
-            _check_integer(name, value, minimum=0)
+            check_integer(name, value, minimum=0)
         if positive_aug_ratio + negative_aug_ratio < 1:
             msg = "positive_aug_ratio + negative_aug_ratio must be at least 1 (both are 0)."
             raise ValueError(msg)
-        _check_integer("warmup_epochs", warmup_epochs, minimum=1)
+        check_number("learning_rate", learning_rate, minimum=0, strict=True)
+        check_number("weight_decay", weight_decay, minimum=0)
+        check_integer("warmup_epochs", warmup_epochs, minimum=1)
         if max_epochs is not None:
-            _check_integer("max_epochs", max_epochs, minimum=1)
+            check_integer("max_epochs", max_epochs, minimum=1)
+        check_flag("channels_last", channels_last)
+        check_flag("compile", compile)
         if pre_processor is True:
             pre_processor = AntialiasedPreProcessor(size)
         super().__init__(
@@ -416,14 +421,3 @@ class RecSem(SafeExportMixin, AnomalibModule):
         ]
         return Evaluator(val_metrics=val_metrics, test_metrics=test_metrics)
 
-
-def _check_choice(name: str, value: object, accepted: Sequence[str]) -> None:
-    if value not in accepted:
-        msg = f"{name} must be one of {tuple(accepted)}, got {value!r}."
-        raise ValueError(msg)
-
-
-def _check_integer(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        msg = f"{name} must be an integer >= {minimum}, got {value!r}."
-        raise ValueError(msg)

@@ -17,6 +17,8 @@ from anomalib.data import InferenceBatch
 from anomalib.models.image.draem.torch_model import EncoderReconstructive
 from torch import nn
 
+from anomalib_recsem.options import check_flag, check_integer
+
 from .components.decoder import ReconstructionDecoder
 from .components.discriminator import build_discriminator
 from .components.memory import MultiScalePrototypeMemory
@@ -178,12 +180,23 @@ class RecSemModel(nn.Module):
         self.image_size = check_image_size(image_size)
         if score_kernel_size is None:
             score_kernel_size = default_score_kernel_size(self.image_size)
-        if score_kernel_size < 1 or score_kernel_size % 2 == 0:
-            msg = f"score_kernel_size must be a positive odd integer, got {score_kernel_size}."
+        if check_integer("score_kernel_size", score_kernel_size, minimum=1) % 2 == 0:
+            msg = f"score_kernel_size must be a positive odd integer, got {score_kernel_size!r}."
             raise ValueError(msg)
-        if score_top_k < 1:
-            msg = f"score_top_k must be a positive integer, got {score_top_k}."
-            raise ValueError(msg)
+        check_integer("score_top_k", score_top_k, minimum=1)
+        for name, value in (("in_channels", in_channels), ("reconstruction_width", reconstruction_width),
+                            ("discriminator_width", discriminator_width)):
+            check_integer(name, value, minimum=1)
+        check_integer("num_prototypes", num_prototypes, minimum=2)  # the separation loss compares pairs
+        for name, value in (("location_embedding", location_embedding), ("memory_skip", memory_skip),
+                            ("normalize_query", normalize_query), ("detach_reconstruction", detach_reconstruction)):
+            check_flag(name, value)
+        if memory_scales is not None:
+            if isinstance(memory_scales, (str, bytes)) or not isinstance(memory_scales, Sequence):
+                msg = f"memory_scales must be a sequence of integers or None, got {memory_scales!r}."
+                raise ValueError(msg)
+            for scale in memory_scales:
+                check_integer("memory_scales", scale, minimum=1)
         bottleneck = (self.image_size[0] // BOTTLENECK_STRIDE, self.image_size[1] // BOTTLENECK_STRIDE)
         channels = 8 * reconstruction_width
         self.memory_scales = tuple(memory_scales) if memory_scales is not None else default_memory_scales(self.image_size)

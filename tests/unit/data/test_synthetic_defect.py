@@ -27,6 +27,7 @@ from anomalib_recsem.data.synthetic_defect import (
     _hsv_parts,
     _hsv_to_rgb,
     _hue_saturation,
+    _on_rows,
     _positive,
     _posterize,
     _remainder,
@@ -220,6 +221,21 @@ def test_output_dtype_and_device_are_preserved() -> None:
             assert tensor.dtype == dtype
             assert tensor.device == images.device
         _check_invariants(result, images)
+
+
+def test_row_ops_get_cpu_indices_whatever_the_images_device() -> None:
+    """The ops index per-image parameters drawn on the CPU with these rows: indices on a GPU
+    cannot index a CPU tensor. The meta device stands in for a GPU here."""
+    seen = []
+
+    def op(rows: torch.Tensor | slice) -> torch.Tensor:
+        seen.append(rows)
+        return images[rows] + 1
+
+    images = torch.zeros(4, 3, 8, 8, device="meta")
+    out = _on_rows(images, torch.tensor([True, False, True, False]), op)
+    assert out.device.type == "meta"
+    assert seen[0].device.type == "cpu" and seen[0].tolist() == [0, 2]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -713,11 +729,23 @@ def test_directory_without_images_raises_value_error(tmp_path: Path) -> None:
         ({"min_defect_size": -1}, "min_defect_size"),
         ({"num_source_augmentations": 11}, "num_source_augmentations"),
         ({"anomaly_source": 3}, "anomaly_source"),
+        ({"threshold": "a"}, "threshold"),
+        ({"mask_rotation": float("nan")}, "mask_rotation"),
+        ({"drop_corner_defects": "no"}, "drop_corner_defects"),
+        ({"light_augmentation": "no"}, "light_augmentation"),
+        ({"min_defect_area": 2.5}, "min_defect_area"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         SyntheticDefect(**kwargs)
+
+
+def test_a_misspelt_source_lists_the_accepted_ones() -> None:
+    with pytest.raises(FileNotFoundError, match="anomaly_source") as error:
+        SyntheticDefect(anomaly_source="photo")
+    assert "'photo'" in str(error.value)
+    assert "'photos', 'self' or a folder" in str(error.value)
 
 
 def test_bad_inputs_are_rejected() -> None:

@@ -167,9 +167,11 @@ def separation_loss(prototypes: torch.Tensor, margin: float = 1.0) -> torch.Tens
     """
     num_prototypes = prototypes.shape[1]
     squared_distance = torch.cdist(prototypes, prototypes).pow(2)  # (B, M, M)
-    pairs = torch.triu(torch.ones_like(squared_distance[0], dtype=torch.bool), diagonal=1)
-    hinge = F.relu(margin - squared_distance[:, pairs])  # (B, M(M-1)/2)
-    return hinge.sum(dim=1).mul(2.0 / (num_prototypes * (num_prototypes - 1))).mean()
+    # A 0/1 weight, not a boolean index: indexing by a mask has a data-dependent shape, which
+    # breaks the graph that torch.compile traces.
+    pairs = torch.triu(torch.ones_like(squared_distance[0]), diagonal=1)
+    hinge = F.relu(margin - squared_distance) * pairs  # (B, M, M), zero off the pairs i < j
+    return hinge.sum(dim=(1, 2)).mul(2.0 / (num_prototypes * (num_prototypes - 1))).mean()
 
 
 def pooled_size(scale: int, bottleneck: tuple[int, int]) -> tuple[int, int]:

@@ -86,6 +86,22 @@ def test_evaluator_has_aupro_for_test_and_validation() -> None:
         ("warmup_epochs", 0, "integer >= 1"),
         ("memory_scales", (64,), "1..4"),
         ("max_epochs", 0, "integer >= 1"),
+        ("memory_scales", (1.5,), "integer >= 1"),
+        ("memory_scales", 4, "sequence of integers"),
+        ("reconstruction_width", 0, "integer >= 1"),
+        ("discriminator_width", "x", "integer >= 1"),
+        ("num_prototypes", 1, "integer >= 2"),
+        ("score_kernel_size", 4, "positive odd integer"),
+        ("score_top_k", 1.5, "integer >= 1"),
+        ("location_embedding", "yes", "True or False"),
+        ("memory_skip", "no", "True or False"),
+        ("normalize_query", 3, "True or False"),
+        ("detach_reconstruction", "maybe", "True or False"),
+        ("channels_last", "x", "True or False"),
+        ("compile", 1, "True or False"),
+        ("learning_rate", 0.0, "finite number > 0"),
+        ("learning_rate", "a", "finite number > 0"),
+        ("weight_decay", -1.0, "finite number >= 0"),
     ],
 )
 def test_bad_arguments_name_themselves_and_the_accepted_values(argument: str, value: object, accepted: str) -> None:
@@ -220,3 +236,16 @@ def test_bf16_autocast_loss_is_close_to_float32() -> None:
         assert torch.isfinite(mixed[name]), name
         assert mixed[name].dtype == torch.float32, name
         assert mixed[name].item() == pytest.approx(value.item(), rel=0.05), name
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16"])
+def test_the_compiled_training_network_traces_as_one_graph(autocast: bool) -> None:
+    """A graph break would split the compiled step and send part of it back to eager Python."""
+    model = RecSem(**TINY)
+    network = model.model.train()
+    images = torch.rand(2, 3, 64, 64)
+    torch._dynamo.reset()  # noqa: SLF001
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        explanation = torch._dynamo.explain(network)(images, images)  # noqa: SLF001
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    assert explanation.graph_count == 1

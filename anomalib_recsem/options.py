@@ -1,0 +1,94 @@
+"""Checks of constructor options, shared by the model and the defect synthesis.
+
+Each check raises ``ValueError`` naming the option, the values it accepts and the value given,
+at construction time: from Python a typo such as ``memory_skip="no"`` would otherwise be truthy
+and train the wrong model without a word, and a width of 0 would only fail deep inside torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Integral, Real
+
+__all__ = ["check_choice", "check_flag", "check_integer", "check_number"]
+
+
+def check_choice(name: str, value: object, accepted: Sequence[object]) -> None:
+    """Raise unless ``value`` is one of ``accepted``.
+
+    Args:
+        name: Option name, as the user writes it.
+        value: Value given.
+        accepted: The accepted values.
+
+    Raises:
+        ValueError: If ``value`` is not in ``accepted``.
+    """
+    if value not in accepted:
+        msg = f"{name} must be one of {tuple(accepted)}, got {value!r}."
+        raise ValueError(msg)
+
+
+def check_flag(name: str, value: object) -> bool:
+    """Raise unless ``value`` is ``True`` or ``False``.
+
+    Args:
+        name: Option name.
+        value: Value given.
+
+    Returns:
+        bool: ``value``.
+
+    Raises:
+        ValueError: If ``value`` is not a bool (strings such as ``"no"`` are truthy).
+    """
+    if not isinstance(value, bool):
+        msg = f"{name} must be True or False, got {value!r}."
+        raise ValueError(msg)  # noqa: TRY004  a bad option value, as for the other checks
+    return value
+
+
+def check_integer(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
+    """Raise unless ``value`` is an integer in ``[minimum, maximum]``.
+
+    Args:
+        name: Option name.
+        value: Value given.
+        minimum: Smallest accepted value.
+        maximum: Largest accepted value (``None``: no limit).
+
+    Returns:
+        int: ``value``.
+
+    Raises:
+        ValueError: If ``value`` is a bool, not integral, or out of range.
+    """
+    if (isinstance(value, bool) or not isinstance(value, Integral) or value < minimum
+            or (maximum is not None and value > maximum)):
+        accepted = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        msg = f"{name} must be an integer {accepted}, got {value!r}."
+        raise ValueError(msg)
+    return int(value)
+
+
+def check_number(name: str, value: object, minimum: float, *, strict: bool = False) -> float:
+    """Raise unless ``value`` is a finite real number ``>= minimum`` (``> minimum`` if ``strict``).
+
+    Args:
+        name: Option name.
+        value: Value given.
+        minimum: Lower bound.
+        strict: Exclude ``minimum`` itself.
+
+    Returns:
+        float: ``value``.
+
+    Raises:
+        ValueError: If ``value`` is a bool, not real, not finite, or below the bound.
+    """
+    if (isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value)
+            or value < minimum or (strict and value == minimum)):
+        msg = f"{name} must be a finite number {'>' if strict else '>='} {minimum}, got {value!r}."
+        raise ValueError(msg)
+    return float(value)
