@@ -46,18 +46,23 @@ from anomalib_recsem.data.texture_bank import TextureFolder, fit_size  # noqa: E
 from anomalib_recsem.presets import model_arguments  # noqa: E402
 from benchmarks import harness  # noqa: E402
 
-#: Dense peak throughput per device in TFLOPS (vendor data sheets; SXM parts). bf16 is the
-#: tensor-core peak without sparsity; fp32 the plain (non-TF32) vector peak, since fp32
-#: training here does not enable TF32.
+#: Dense peak throughput per device in TFLOPS (vendor data sheets; SXM parts), without
+#: sparsity. bf16 and tf32 are tensor-core peaks, fp32 the plain vector peak. cuDNN runs fp32
+#: convolutions in TF32 unless told not to (``torch.backends.cudnn.allow_tf32``, on by default,
+#: and what ``anomalib train`` gets), so an fp32 cell on such a GPU is measured against tf32.
 PEAK_TFLOPS: dict[str, dict[str, float]] = {
-    "H200": {"fp32": 67.0, "bf16": 989.4},
-    "H100": {"fp32": 67.0, "bf16": 989.4},
-    "A100": {"fp32": 19.5, "bf16": 312.0},
-    "L40S": {"fp32": 91.6, "bf16": 362.1},
+    "H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
+    "H100": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
+    "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0},
+    "L40S": {"fp32": 91.6, "tf32": 183.0, "bf16": 362.1},
 }
 #: CPU peak per core and cycle: two 256-bit FMA pipes (Zen 4 runs AVX-512 on them too), so
-#: 2 x 8 x 2 = 32 float32 FLOPs, and twice that in bfloat16 with AVX512-BF16 dot products.
+#: 2 x 8 x 2 = 32 float32 FLOPs, and twice that in bfloat16 where the CPU has bfloat16 dot
+#: products (the ``avx512_bf16`` or ``amx_bf16`` flag); without them bfloat16 is computed no
+#: faster than float32 (on a Zen 3 EPYC a bfloat16 matrix product ran 100 times slower).
 CPU_FLOPS_PER_CYCLE = {"fp32": 32, "bf16": 64}
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+CPUINFO = Path("/proc/cpuinfo")
 #: Synthesis calls timed per cell: a call takes milliseconds, and its cost varies with the draw.
 DEFECT_REPS = 50
 
@@ -77,19 +82,27 @@ INFERENCE_COLUMNS = (
     "parameters", "gflops", "threads", "precision", "reps", "warmup", "export_s", "compile_s", "max_abs_diff",
     "status", "note", "device", "finished_at",
 )
+CHANNELS_LAST = {"off": (False,), "on": (True,), "both": (False, True)}
 PRECISIONS = {"fp32": (torch.float32, False), "bf16": (torch.bfloat16, False), "bf16+compile": (torch.bfloat16, True)}
 
 
 def peak_tflops(device: torch.device, dtype: str) -> float:
-    """The device's dense peak for ``dtype`` (``"fp32"`` or ``"bf16"``), in TFLOPS."""
+    """The device's dense peak for ``dtype`` (``"fp32"``, ``"tf32"`` or ``"bf16"``), in TFLOPS.
+
+    On a CPU from its clock as ``/proc/cpuinfo`` gives it, which under a hypervisor is the
+    nominal one: cores that boost above it can show an MFU above 1.
+    """
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key, peaks in PEAK_TFLOPS.items():
             if key in name:
                 return peaks[dtype]
         return float("nan")
-    megahertz = max(float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("cpu MHz"))
+    lines = CPUINFO.read_text().splitlines()
+    megahertz = max(float(line.split(":")[1]) for line in lines if line.startswith("cpu MHz"))
+    flags = next((line.split(":")[1].split() for line in lines if line.startswith("flags")), [])
+    if dtype == "bf16" and not any(flag in flags for flag in CPU_BF16_FLAGS):
+        dtype = "fp32"
     return torch.get_num_threads() * megahertz * 1e6 * CPU_FLOPS_PER_CYCLE[dtype] / 1e12
 
 
@@ -150,7 +163,8 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         if index >= warmup:
             durations.append(time.perf_counter() - started)
     seconds = statistics.median(durations)
-    peak = peak_tflops(device, "fp32" if dtype == torch.float32 else "bf16")
+    tf32 = dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32
+    peak = peak_tflops(device, "bf16" if dtype != torch.float32 else "tf32" if tf32 else "fp32")
     return {
         "seconds_per_step": seconds,
         "ms_per_image": 1000 * seconds / batch,
@@ -163,6 +177,7 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         "mfu": flops / seconds / (peak * 1e12),
         "parameters": sum(parameter.numel() for parameter in model.model.parameters()),
         "augmenter": f"SyntheticDefect({harness.texture_label(model.anomaly_source)})",
+        "note": "convolutions in TF32 (cuDNN's default); MFU against the TF32 peak" if tf32 else "",
     } | ({"gpu_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20} if device.type == "cuda" else {})
 
 
@@ -172,7 +187,7 @@ def run_train(args: argparse.Namespace, device: torch.device) -> None:
     for preset in args.presets:
         image_size, batch = args.sizes.get(preset, (256, 8))
         for precision in args.precisions:
-            for channels_last in (False, True):
+            for channels_last in CHANNELS_LAST[args.channels_last]:
                 row = {"model": preset, "family": "recsem", "image_size": image_size, "batch_size": batch,
                        "precision": precision, "channels_last": channels_last, "compile": "compile" in precision,
                        "threads": torch.get_num_threads(), "reps": args.steps, "warmup": args.warmup,
@@ -393,6 +408,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                         default=["train", "defects", "inference"])
     parser.add_argument("--presets", nargs="+", default=["recsem_small", "recsem"])
     parser.add_argument("--precisions", nargs="+", choices=tuple(PRECISIONS), default=list(PRECISIONS))
+    parser.add_argument("--channels-last", choices=tuple(CHANNELS_LAST), default="both",
+                        help="memory formats of the training cells")
     parser.add_argument("--accelerator", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--steps", type=int, default=5,
                         help="timed repetitions per training and inference cell (synthesis: 50)")

@@ -72,6 +72,9 @@ def test_gpu_campaign_runs_end_to_end_on_the_cpu(tmp_path: Path, monkeypatch: py
     assert returned == ["CURVES_dummy.md", "SPEED.md", "campaign.log", "curve_dummy.csv", "curve_dummy.png",
                         "defects.csv", "train_step.csv"]
     assert list((work / "checkpoints").glob("*.ckpt"))
+    log = (output / "campaign.log").read_text()
+    assert all(f"preflight: defects from {source} on cpu" in log for source in ("procedural", "photos", "dtd"))
+    assert "preflight: two training steps in bf16-mixed on cpu" in log
     speed = harness.read_rows(output / "train_step.csv")
     assert {row["precision"] for row in speed} == {"fp32", "bf16"}
     assert all(row["status"] == "ok" and 0 < float(row["mfu"]) < 1 for row in speed)
@@ -83,3 +86,13 @@ def test_gpu_campaign_runs_end_to_end_on_the_cpu(tmp_path: Path, monkeypatch: py
     assert {row["model"] for row in points} == {"recsem", "draem"}
     assert all(row["precision"] == "bf16-mixed" for row in points)
     assert all(math.isfinite(float(row["image_AUROC"])) for row in points)
+
+
+def test_a_failed_preflight_stops_the_campaign_before_the_speed_grid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RECSEM_DATASETS", str(tmp_path / "no_datasets"))
+    monkeypatch.setattr(gpu_campaign, "PREFLIGHT_SECONDS", 0.5)  # the checks cannot finish: a stage that fails
+    output = tmp_path / "out"
+    assert gpu_campaign.main(["--smoke", "--output", str(output), "--work", str(tmp_path / "work")]) == 2
+    assert sorted(path.name for path in output.iterdir()) == ["campaign.log"]
