@@ -26,7 +26,7 @@ from sklearn.metrics import roc_auc_score
 from anomalib_recsem.data.dagm import DAGM
 from anomalib_recsem.data.dagm.generator import write_dagm_dataset
 from anomalib_recsem.models.recsem import RecSem
-from anomalib_recsem.presets import model_arguments
+from anomalib_recsem.presets import batch_sizes, model_arguments
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,7 @@ class DemoSettings:
     quick: bool = False
     progress: bool = True
     model_arguments: dict[str, object] = field(init=False)
+    batch_sizes: tuple[int, int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.output = Path(self.output)
@@ -70,7 +71,9 @@ class DemoSettings:
             if getattr(self, name) < 1:
                 msg = f"{name} must be a positive integer, got {getattr(self, name)}."
                 raise ValueError(msg)
-        self.model_arguments = model_arguments("recsem_tiny" if self.quick else "recsem_small")
+        preset = "recsem_tiny" if self.quick else "recsem_small"
+        self.model_arguments = model_arguments(preset)
+        self.batch_sizes = batch_sizes(preset)
 
 
 @dataclass
@@ -115,8 +118,8 @@ def run_demo(settings: DemoSettings) -> DemoResult:
     datamodule = DAGM(
         root=data_root,
         category="Class1",
-        train_batch_size=8,
-        eval_batch_size=8,
+        train_batch_size=settings.batch_sizes[0],
+        eval_batch_size=settings.batch_sizes[1],
         num_workers=0,
         val_split_mode="same_as_test",
         seed=settings.seed,

@@ -52,3 +52,9 @@ def preset_config(name: str) -> dict[str, Any]:
 def model_arguments(name: str) -> dict[str, Any]:
     """``RecSem`` constructor arguments of preset ``name`` (the config's ``model.init_args``)."""
     return dict(preset_config(name)["model"].get("init_args") or {})
+
+
+def batch_sizes(name: str) -> tuple[int, int]:
+    """Training and evaluation batch sizes of preset ``name`` (its ``data.init_args``)."""
+    data = preset_config(name)["data"]["init_args"]
+    return int(data["train_batch_size"]), int(data["eval_batch_size"])

@@ -138,10 +138,10 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ablation", action="store_true", help="RecSem variants instead of RecSem vs Draem")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the preset's")
     parser.add_argument("--preset", default="recsem_small")
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--image-size", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     parser.add_argument("--width", type=int, default=None, help="Draem's widths (default RecSem's; 0 stock)")
     parser.add_argument("--root", type=Path, default=harness.SHARED_DATASETS)
     parser.add_argument("--category", default="magnetic_tile")
@@ -151,8 +151,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=harness.RESULTS)
     parser.add_argument("--summarise-only", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="generated data, tiny preset, one epoch")
-    return harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny", image_size=64, batch_size=4,
-                                    epochs=1, seeds=[0], workers=0, accelerator="cpu")
+    return harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny", epochs=1,
+                                    seeds=[0], workers=0, accelerator="cpu")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

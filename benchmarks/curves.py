@@ -379,8 +379,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--eval-stride", type=int, default=2,
                         help="score every n-th test image (2: half the test set, every defect type kept)")
     parser.add_argument("--preset", default="recsem_small", help="RecSem preset (configs/<preset>.yaml)")
-    parser.add_argument("--image-size", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--image-size", type=int, default=None, help="default: the preset's")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the preset's")
     parser.add_argument("--root", type=Path, default=harness.SHARED_DATASETS, help="MVTec AD-layout root")
     parser.add_argument("--category", default="magnetic_tile")
     parser.add_argument("--textures", type=Path, default=harness.DTD_IMAGES, help="folder of defect textures (DTD)")
@@ -398,8 +398,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoints", type=Path, default=None, help="where runs resume from (<output>/checkpoints)")
     parser.add_argument("--plot-only", action="store_true")
     parser.add_argument("--smoke", action="store_true", help="generated data, tiny preset, a few steps")
-    return harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny", image_size=64, batch_size=4,
-                                    steps=4, every=2, seeds=[0], jobs=1)
+    return harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny", steps=4,
+                                    every=2, seeds=[0], jobs=1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -280,7 +280,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--root", type=Path, default=harness.SHARED_DATASETS, help="MVTec AD-layout root")
     parser.add_argument("--category", default="magnetic_tile")
     parser.add_argument("--preset", default="recsem_small", help="the curves' RecSem preset (Draem's widths)")
-    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=None, help="the curves' (default: the preset's)")
     parser.add_argument("--width", type=int, default=None, help="the curves' --width for Draem")
     parser.add_argument("--textures", type=Path, default=harness.DTD_IMAGES,
                         help="any image folder: Draem is built with one, evaluation never reads it")
@@ -289,7 +289,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=harness.RESULTS, help="the curves' output folder")
     parser.add_argument("--smoke", action="store_true", help="the curves' smoke settings")
-    return harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny", image_size=64)
+    return harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

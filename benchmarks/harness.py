@@ -38,7 +38,7 @@ from torchvision.transforms.v2 import Resize
 from anomalib_recsem import RecSem
 from anomalib_recsem.models.recsem.components.health import ReconstructionError, ReconstructionSpread, ResidualAUROC
 from anomalib_recsem.models.recsem.components.resize import AntialiasedPreProcessor
-from anomalib_recsem.presets import model_arguments
+from anomalib_recsem.presets import model_arguments, preset_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results"
@@ -160,11 +160,21 @@ def dataset(root: Path, category: str, split: str, augmentations: Any = None) ->
 def parse_with_smoke(parser: Any, argv: Sequence[str] | None, **defaults: Any) -> Any:  # noqa: ANN401
     """Parse ``argv``; with ``--smoke``, ``defaults`` (a run of seconds) first, then generated data.
 
-    Flags given on the command line still win over the smoke defaults.
+    Flags given on the command line still win over the smoke defaults. ``--image-size``,
+    ``--batch-size`` and ``--epochs``, where a script has them and they are not given, come
+    from ``--preset``'s YAML (its model's ``image_size``, data's ``train_batch_size`` and
+    trainer's ``max_epochs``), so that a preset is written down once.
     """
     if "--smoke" in (sys.argv[1:] if argv is None else argv):
         parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
+    config = preset_config(args.preset)
+    from_preset = {"image_size": config["model"]["init_args"]["image_size"],
+                   "batch_size": config["data"]["init_args"]["train_batch_size"],
+                   "epochs": config["trainer"]["max_epochs"]}
+    for name, value in from_preset.items():
+        if hasattr(args, name) and getattr(args, name) is None:
+            setattr(args, name, value)
     if args.smoke:
         args.root, args.textures = smoke_data(args.output / "data")
     return args

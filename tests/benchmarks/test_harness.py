@@ -1,4 +1,4 @@
-"""``benchmarks/harness.py``: the AUROC every benchmark reports, and the texture column."""
+"""``benchmarks/harness.py``: the AUROC every benchmark reports, the texture column, and settings from presets."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from anomalib_recsem.presets import preset_config
 from benchmarks import harness
 
 
@@ -27,3 +28,17 @@ def test_auroc_is_nan_with_one_class() -> None:
 def test_texture_column_names_the_folder_the_image_itself_or_the_procedural_bank(tmp_path: Path) -> None:
     labels = [harness.texture_label(source) for source in ("self", None, "photos", tmp_path / "dtd")]
     assert labels == ["self", "procedural", "photos", "dtd"]
+
+
+@pytest.mark.parametrize(("preset", "size", "batch", "epochs"), [("recsem", 256, 8, 700), ("recsem_tiny", 64, 4, 2)])
+def test_sizes_and_epochs_not_given_come_from_the_preset(preset: str, size: int, batch: int, epochs: int) -> None:
+    from benchmarks import accuracy, curves  # noqa: PLC0415
+
+    config = preset_config(preset)
+    assert (size, batch, epochs) == (config["model"]["init_args"]["image_size"],
+                                     config["data"]["init_args"]["train_batch_size"], config["trainer"]["max_epochs"])
+    args = curves.parse_arguments(["--preset", preset])
+    assert (args.image_size, args.batch_size) == (size, batch)
+    assert accuracy.parse_arguments(["--preset", preset]).epochs == epochs
+    given = curves.parse_arguments(["--preset", preset, "--image-size", "96", "--batch-size", "3"])
+    assert (given.image_size, given.batch_size) == (96, 3)

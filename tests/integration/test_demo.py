@@ -19,6 +19,10 @@ def test_demo_reads_its_presets_from_the_configs() -> None:
     assert DemoSettings().model_arguments == config["model"]["init_args"]
     tiny = yaml.safe_load((CONFIGS / "recsem_tiny.yaml").read_text())
     assert DemoSettings(quick=True).model_arguments == tiny["model"]["init_args"]
+    for settings, preset in ((DemoSettings(), config), (DemoSettings(quick=True), tiny)):
+        data = preset["data"]["init_args"]
+        assert settings.batch_sizes == (data["train_batch_size"], data["eval_batch_size"])
+    assert DemoSettings().batch_sizes != DemoSettings(quick=True).batch_sizes  # the check can tell them apart
 
 
 @pytest.mark.parametrize("argument", ["--epochs", "--train-images", "--test-images"])
