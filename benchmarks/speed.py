@@ -62,7 +62,6 @@ PEAK_TFLOPS: dict[str, dict[str, float]] = {
 #: faster than float32 (on a Zen 3 EPYC a bfloat16 matrix product ran 100 times slower).
 CPU_FLOPS_PER_CYCLE = {"fp32": 32, "bf16": 64}
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
-CPUINFO = Path("/proc/cpuinfo")
 #: Synthesis calls timed per cell: a call takes milliseconds, and its cost varies with the draw.
 DEFECT_REPS = 50
 
@@ -98,7 +97,7 @@ def peak_tflops(device: torch.device, dtype: str) -> float:
             if key in name:
                 return peaks[dtype]
         return float("nan")
-    lines = CPUINFO.read_text().splitlines()
+    lines = harness.CPUINFO.read_text().splitlines()
     megahertz = max(float(line.split(":")[1]) for line in lines if line.startswith("cpu MHz"))
     flags = next((line.split(":")[1].split() for line in lines if line.startswith("flags")), [])
     if dtype == "bf16" and not any(flag in flags for flag in CPU_BF16_FLAGS):

@@ -42,3 +42,15 @@ def test_sizes_and_epochs_not_given_come_from_the_preset(preset: str, size: int,
     assert accuracy.parse_arguments(["--preset", preset]).epochs == epochs
     given = curves.parse_arguments(["--preset", preset, "--image-size", "96", "--batch-size", "3"])
     assert (given.image_size, given.batch_size) == (96, 3)
+
+
+@pytest.mark.parametrize(("flags", "named"), [("fma avx2", "AVX2"), ("avx2 avx512f avx512_bf16", "AVX-512 BF16"),
+                                              ("sse2", None)])
+def test_a_cpu_is_named_with_its_widest_vector_instructions(
+    flags: str, named: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"model name\t: AMD EPYC\nflags\t\t: {flags}\nmodel name\t: other\nflags\t\t: avx512f\n")
+    monkeypatch.setattr(harness, "CPUINFO", cpuinfo)
+    monkeypatch.setattr(harness.os, "sched_getaffinity", lambda _: {0, 1})
+    assert harness.device_name("cpu") == f"AMD EPYC (2 cores{f', {named}' if named else ''})"

@@ -48,7 +48,7 @@ def test_cpu_peak_follows_clock_threads_and_bf16_instructions(
 ) -> None:
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"cpu MHz\t\t: 2000.000\nflags\t\t: {flags}\ncpu MHz\t\t: 2500.000\n")
-    monkeypatch.setattr(speed, "CPUINFO", cpuinfo)
+    monkeypatch.setattr(harness, "CPUINFO", cpuinfo)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     fp32 = speed.peak_tflops(torch.device("cpu"), "fp32")
     assert fp32 == pytest.approx(2 * 2500e6 * 32 / 1e12)

@@ -29,7 +29,7 @@ from anomalib_recsem.data import MVTec
 from anomalib_recsem.data.validation import DataValidationError
 from anomalib_recsem.models.recsem.components.checkpoint import CheckpointMismatchError
 from anomalib_recsem.models.recsem.components.export import UntrainedModelError
-from tests.conftest import TINY_RECSEM
+from tests.conftest import TINY_BATCHES, TINY_RECSEM
 from anomalib_recsem.data.toy_mvtec import write_mvtec_dataset
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ def _engine(root: Path) -> Engine:
 
 
 def _datamodule(root: Path, cls: type = MVTecAD, **kwargs: object) -> MVTecAD:
-    return cls(root=root, category="dummy", train_batch_size=4, eval_batch_size=4, num_workers=0, **kwargs)
+    return cls(root=root, category="dummy", **TINY_BATCHES, num_workers=0, **kwargs)
 
 
 def _fit(datamodule: object, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from anomalib_recsem import RecSem
 from anomalib_recsem.callbacks import BestCheckpoint
-from tests.conftest import TINY_RECSEM
+from tests.conftest import TINY_BATCHES, TINY_RECSEM
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 MONITORED = ("image_AUROC", "pixel_AUPRO")
@@ -71,7 +71,7 @@ def trained(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     engine = Engine(default_root_dir=root, max_epochs=EPOCHS, check_val_every_n_epoch=1, logger=False,
                     callbacks=[*config_callbacks(CONFIGS / "recsem_small.yaml"), recorder],
                     accelerator="cpu", devices=1, enable_progress_bar=False)
-    datamodule = MVTecAD(root=mvtec_root, category="dummy", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    datamodule = MVTecAD(root=mvtec_root, category="dummy", **TINY_BATCHES, num_workers=0)
     engine.fit(model=RecSem(**TINY_RECSEM), datamodule=datamodule)
     return {"engine": engine, "datamodule": datamodule, "scores": recorder.scores,
             "run": root / "RecSem" / "MVTecAD" / "dummy" / "v0"}
@@ -115,7 +115,7 @@ def test_data_without_masks_trains_on_and_keeps_the_image_checkpoint(mvtec_root:
     """No ground-truth masks, no pixel_AUPRO: its callback warns and training still runs every epoch."""
     category = mvtec_root / "dummy"
     datamodule = Folder(name="no_masks", root=category, normal_dir="train/good", abnormal_dir="test/defect",
-                        normal_test_dir="test/good", train_batch_size=4, eval_batch_size=4, num_workers=0)
+                        normal_test_dir="test/good", **TINY_BATCHES, num_workers=0)
     engine = Engine(default_root_dir=tmp_path, max_epochs=2, check_val_every_n_epoch=1, logger=False,
                     callbacks=config_callbacks(CONFIGS / "recsem_small.yaml"), accelerator="cpu", devices=1,
                     enable_progress_bar=False)

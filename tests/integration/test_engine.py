@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 import torch
 from anomalib.data import Folder, MVTecAD
+from anomalib.data.utils import read_image
 from anomalib.deploy import ExportType, OpenVINOInferencer, TorchInferencer
 from anomalib.engine import Engine
 from anomalib.metrics import AUPRO
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 
 from anomalib_recsem import RecSem
 from anomalib_recsem.data.toy_mvtec import write_mvtec_dataset
 from anomalib_recsem.models.recsem.components.export import ONNX_OPSET
-from tests.conftest import TINY_RECSEM
+from tests.conftest import TINY_BATCHES, TINY_RECSEM
 
 pytestmark = pytest.mark.slow
 
@@ -33,7 +37,7 @@ pytestmark = pytest.mark.slow
 def trained(mvtec_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Fit RecSem for two epochs and return the pieces the tests share."""
     project = tmp_path_factory.mktemp("project")
-    datamodule = MVTecAD(root=mvtec_root, category="dummy", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    datamodule = MVTecAD(root=mvtec_root, category="dummy", **TINY_BATCHES, num_workers=0)
     model = RecSem(**TINY_RECSEM)
     engine = Engine(default_root_dir=project, max_epochs=2, logger=False, accelerator="cpu", devices=1)
     engine.fit(model=model, datamodule=datamodule)
@@ -50,7 +54,7 @@ def test_fit_learns_thresholds(trained: dict) -> None:
 
 def test_weight_averaging_leaves_nan_thresholds_as_recsem_warns(mvtec_root: Path, tmp_path: Path) -> None:
     """The behaviour behind RecSem's warning: if Lightning or anomalib ever fix it, this fails and the warning goes."""
-    datamodule = MVTecAD(root=mvtec_root, category="dummy", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    datamodule = MVTecAD(root=mvtec_root, category="dummy", **TINY_BATCHES, num_workers=0)
     model = RecSem(**TINY_RECSEM)
     engine = Engine(default_root_dir=tmp_path, max_epochs=2, logger=False, accelerator="cpu", devices=1,
                     callbacks=[EMAWeightAveraging(decay=0.5)])
@@ -64,13 +68,16 @@ def test_weight_averaging_leaves_nan_thresholds_as_recsem_warns(mvtec_root: Path
 def test_data_with_image_labels_only_trains_and_tests_on_image_metrics(mvtec_root: Path, tmp_path: Path) -> None:
     """anomalib's Folder without masks (as for ELPV, or a user's good/defective folders): no pixel metric, no crash."""
     datamodule = Folder(name="dummy", root=mvtec_root / "dummy", normal_dir="train/good", normal_test_dir="test/good",
-                        abnormal_dir="test/defect", train_batch_size=4, eval_batch_size=4, num_workers=0)
+                        abnormal_dir="test/defect", **TINY_BATCHES, num_workers=0)
     model = RecSem(**TINY_RECSEM)
     engine = Engine(default_root_dir=tmp_path, max_epochs=1, logger=False, accelerator="cpu", devices=1)
     engine.fit(model=model, datamodule=datamodule)
     assert torch.isfinite(model.post_processor.image_threshold)
     (results,) = engine.test(model=model, datamodule=datamodule)
-    assert 0.0 <= results["image_AUROC"] <= 1.0
+    batches = engine.predict(model=model, datamodule=datamodule)
+    labels = torch.cat([batch.gt_label.flatten() for batch in batches]).numpy()
+    scores = torch.cat([batch.pred_score.flatten() for batch in batches]).numpy()
+    assert results["image_AUROC"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-6)
     assert not [name for name in results if name.startswith("pixel_")]
 
 
@@ -98,6 +105,10 @@ def test_test_image_auroc_ranks_the_predicted_scores(trained: dict) -> None:
     # AUROC = P(defective score > normal score), ties counted half (Mann-Whitney).
     wins = sum((d > n) + 0.5 * (d == n) for d in defective for n in normal)
     assert results["image_AUROC"] == pytest.approx(wins / (len(defective) * len(normal)), abs=1e-6)
+    # The pixel AUROC likewise, over every pixel of the predicted maps against the masks.
+    maps = torch.cat([batch.anomaly_map.flatten() for batch in batches]).numpy()
+    masks = torch.cat([batch.gt_mask.flatten() for batch in batches]).numpy().astype(bool)
+    assert results["pixel_AUROC"] == pytest.approx(roc_auc_score(masks, maps), abs=1e-4)
 
 
 def test_validate_reports_validation_metrics(trained: dict) -> None:
@@ -155,7 +166,7 @@ class _StoredImages(Callback):
 def test_training_batches_come_from_antialiased_images(tmp_path: Path) -> None:
     """What training stores is the exported resize of each file, not a resize that aliases."""
     root = write_mvtec_dataset(tmp_path / "data", num_train=4, num_test_good=2, num_test_defective=2, size=128)
-    datamodule = MVTecAD(root=root, category="dummy", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    datamodule = MVTecAD(root=root, category="dummy", **TINY_BATCHES, num_workers=0)
     stored = _StoredImages()
     model = RecSem(**TINY_RECSEM)
     engine = Engine(default_root_dir=tmp_path / "project", max_steps=1, logger=False, accelerator="cpu", devices=1,
@@ -201,8 +212,11 @@ def test_export_and_inference_match_engine_predict(
     elif export_type == ExportType.OPENVINO:
         # f32: on CPUs with bf16 support OpenVINO otherwise computes in bf16 by default.
         result = OpenVINOInferencer(path=exported, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"}).predict(image)
-    else:  # OpenVINO reads ONNX files directly.
-        result = OpenVINOInferencer(path=exported, device="CPU", config={"INFERENCE_PRECISION_HINT": "f32"}).predict(image)
+    else:  # ONNX Runtime, the reference runtime for the format, fed as anomalib's inferencers feed a model
+        session = onnxruntime.InferenceSession(exported, providers=["CPUExecutionProvider"])
+        pixels = OpenVINOInferencer.pre_process(read_image(image, as_tensor=False))
+        outputs = session.run(None, {session.get_inputs()[0].name: pixels})
+        result = SimpleNamespace(**dict(zip([output.name for output in session.get_outputs()], outputs, strict=True)))
     exported_score = float(_numpy(result.pred_score).reshape(-1)[0])
     exported_map = _numpy(result.anomaly_map).squeeze()
     assert exported_score == pytest.approx(score, abs=1e-3)

@@ -11,14 +11,14 @@ from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
 
 from anomalib_recsem import RecSem
-from tests.conftest import TINY_RECSEM
+from tests.conftest import TINY_BATCHES, TINY_RECSEM
 
 pytestmark = pytest.mark.slow
 
 
 def _fit(mvtec_root: Path, root: Path, epochs: int, ckpt_path: Path | None = None) -> tuple[RecSem, Engine]:
     seed_everything(7)
-    datamodule = MVTecAD(root=mvtec_root, category="dummy", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    datamodule = MVTecAD(root=mvtec_root, category="dummy", **TINY_BATCHES, num_workers=0)
     model = RecSem(**TINY_RECSEM)
     engine = Engine(default_root_dir=root, max_epochs=epochs, logger=False, accelerator="cpu", devices=1,
                     enable_progress_bar=False)

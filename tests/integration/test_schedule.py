@@ -12,7 +12,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 
 from anomalib_recsem import RecSem
 from anomalib_recsem.models.recsem.lightning_model import warmup_cosine
-from tests.conftest import TINY_RECSEM
+from tests.conftest import TINY_BATCHES, TINY_RECSEM
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ class _Rates(Callback):
 
 @pytest.mark.parametrize("length", [{"max_epochs": 6}, {"max_steps": 30, "max_epochs": -1}])
 def test_warm_up_then_cosine_over_the_whole_run(mvtec_root: Path, tmp_path: Path, length: dict[str, int]) -> None:
-    datamodule = MVTecAD(root=mvtec_root, category="dummy", train_batch_size=4, eval_batch_size=4, num_workers=0)
+    datamodule = MVTecAD(root=mvtec_root, category="dummy", **TINY_BATCHES, num_workers=0)
     model = RecSem(**{**TINY_RECSEM, "warmup_epochs": 2, "learning_rate": 0.01})
     rates = _Rates()
     engine = Engine(default_root_dir=tmp_path, logger=False, accelerator="cpu", devices=1, callbacks=[rates],

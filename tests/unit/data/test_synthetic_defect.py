@@ -141,6 +141,34 @@ def test_selected_images_get_non_empty_masks_even_when_noise_rarely_passes() -> 
     assert bool((result.mask.flatten(1).sum(1) > 0).all())
 
 
+def _masks(count: int = 64, size: int = 64, **options: object) -> torch.Tensor:
+    return SyntheticDefect(seed=5, **options)._draw_masks(count, size, size, torch.device("cpu")).float()  # noqa: SLF001
+
+
+def test_a_higher_threshold_covers_less_of_the_image() -> None:
+    coverage = [float(_masks(threshold=threshold).mean()) for threshold in (0.2, 0.5, 0.8)]
+    assert coverage[0] > coverage[1] > coverage[2] > 0
+
+
+def test_finer_perlin_scales_make_smaller_defects() -> None:
+    """More lattice cells per side: more, smaller blobs, so more of each mask lies on a border."""
+
+    def border_share(masks: torch.Tensor) -> float:
+        border = (masks[..., 1:, :] != masks[..., :-1, :]).sum() + (masks[..., :, 1:] != masks[..., :, :-1]).sum()
+        return float(border / masks.sum())
+
+    coarse, fine = _masks(perlin_scale_range=(1, 1)), _masks(perlin_scale_range=(4, 4))
+    assert border_share(fine) > 2 * border_share(coarse)
+
+
+def test_mask_rotation_turns_the_noise() -> None:
+    """Axis-aligned Perlin lattices leave straight edges along rows; rotated ones do not, and the same
+    draws with rotation 0 give other masks."""
+    still, turned = _masks(mask_rotation=0.0), _masks(mask_rotation=90.0)
+    assert not torch.equal(still, turned)
+    assert float(still.mean()) == pytest.approx(float(turned.mean()), abs=0.05)  # the same noise, only turned
+
+
 def test_blend_factor_is_respected(tmp_path: Path) -> None:
     texture_value = 200
     _write_image(tmp_path / "textures" / "flat.png", colour=(texture_value,) * 3)

@@ -249,3 +249,41 @@ def test_the_compiled_training_network_traces_as_one_graph(autocast: bool) -> No
         explanation = torch._dynamo.explain(network)(images, images)  # noqa: SLF001
     assert explanation.graph_break_count == 0, explanation.break_reasons
     assert explanation.graph_count == 1
+
+
+def test_the_prototype_memory_runs_in_float32_under_bf16_autocast() -> None:
+    """Attention over prototypes and their normalisation are the numerically delicate part."""
+    model = RecSem(**TINY)
+    dtypes = []
+
+    def record(_module: torch.nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        dtypes.append((inputs[0].dtype, output.dtype))
+
+    for unit in model.model.memory.units:
+        unit.prototype_head.register_forward_hook(record)
+    images = torch.rand(2, 3, 64, 64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model.model.train()(images, images)
+        encoded = model.model.encoder(model.model.normalize(images))
+    assert encoded.dtype == torch.bfloat16  # autocast is on around the memory
+    assert dtypes and set(dtypes) == {(torch.float32, torch.float32)}
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "reads"),
+    [
+        ("memory_skip", False, lambda model: {unit.skip for unit in model.memory.units}),
+        ("normalize_query", False, lambda model: {unit.normalize_query for unit in model.memory.units}),
+        ("location_embedding", False, lambda model: {unit.location is not None for unit in model.memory.units}),
+        ("num_prototypes", 3, lambda model: {unit.num_prototypes for unit in model.memory.units}),
+        ("memory_scales", [2], lambda model: set(model.memory.scales)),
+        ("detach_reconstruction", True, lambda model: {model.detach_reconstruction}),
+        ("score_kernel_size", 3, lambda model: {model.score_kernel_size}),
+        ("score_top_k", 2, lambda model: {model.score_top_k}),
+    ],
+)
+def test_network_options_reach_the_network(option: str, value: object, reads: object) -> None:
+    default = reads(RecSem(**TINY).model)
+    given = reads(RecSem(**{**TINY, option: value}).model)
+    assert given == (set(value) if isinstance(value, list) else {value})
+    assert given != default

@@ -153,3 +153,18 @@ def test_images_are_normalised_with_imagenet_statistics() -> None:
     assert torch.allclose(seen[0], torch.zeros(1, 3, 64, 64), atol=1e-6)
     # ... and a decoder output of 0 is the mean image in pixel space.
     assert torch.allclose(reconstruction[0, :, 0, 0], torch.tensor([0.485, 0.456, 0.406]))
+
+
+@pytest.mark.parametrize("option", ["memory_skip", "normalize_query", "location_embedding"])
+def test_each_memory_option_changes_what_the_decoder_reads(option: str) -> None:
+    """The same weights (all that the model without the option has): turning it off changes the memory's read-out."""
+    images = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with_option = RecSemModel((64, 64), **TINY, **{option: True}).eval()
+    without = RecSemModel((64, 64), **TINY, **{option: False}).eval()
+    missing, unexpected = without.load_state_dict(with_option.state_dict(), strict=False)
+    assert not missing and (not unexpected or option == "location_embedding")
+
+    def read_out(model: RecSemModel) -> torch.Tensor:  # what the decoder gets (at initialisation it draws ~0)
+        return model.memory(model.encoder(model.normalize(images))).features
+
+    assert not torch.allclose(read_out(with_option), read_out(without), atol=1e-4)
