@@ -8,8 +8,11 @@ and train the wrong model without a word, and a width of 0 would only fail deep 
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
-from numbers import Integral, Real
+from numbers import Real
+
+import numpy as np
 
 __all__ = ["check_choice", "check_flag", "check_integer", "check_number"]
 
@@ -38,15 +41,15 @@ def check_flag(name: str, value: object) -> bool:
         value: Value given.
 
     Returns:
-        bool: ``value``.
+        bool: ``value`` as a Python bool.
 
     Raises:
-        ValueError: If ``value`` is not a bool (strings such as ``"no"`` are truthy).
+        ValueError: If ``value`` is not a bool or NumPy bool (strings such as ``"no"`` are truthy).
     """
-    if not isinstance(value, bool):
+    if not isinstance(value, (bool, np.bool_)):
         msg = f"{name} must be True or False, got {value!r}."
         raise ValueError(msg)  # noqa: TRY004  a bad option value, as for the other checks
-    return value
+    return bool(value)
 
 
 def check_integer(name: str, value: object, minimum: int, maximum: int | None = None) -> int:
@@ -62,14 +65,17 @@ def check_integer(name: str, value: object, minimum: int, maximum: int | None = 
         int: ``value``.
 
     Raises:
-        ValueError: If ``value`` is a bool, not integral, or out of range.
+        ValueError: If ``value`` is a bool, not an integer, or out of range.
     """
-    if (isinstance(value, bool) or not isinstance(value, Integral) or value < minimum
-            or (maximum is not None and value > maximum)):
+    try:  # Python, NumPy and 0-d torch integers all have __index__; floats and bools are refused
+        integer = None if isinstance(value, (bool, np.bool_)) else operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        integer = None
+    if integer is None or integer < minimum or (maximum is not None and integer > maximum):
         accepted = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         msg = f"{name} must be an integer {accepted}, got {value!r}."
         raise ValueError(msg)
-    return int(value)
+    return integer
 
 
 def check_number(name: str, value: object, minimum: float, *, strict: bool = False) -> float:

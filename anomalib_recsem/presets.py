@@ -8,6 +8,8 @@ so a preset is written down once.
 
 from __future__ import annotations
 
+import copy
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -39,14 +41,32 @@ def config_path(name: str) -> Path:
     raise FileNotFoundError(msg)
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats: ``1e-3`` is a number, as anomalib's CLI
+    (jsonargparse) reads it, not the string PyYAML's YAML 1.1 rules make of it."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?|[0-9][0-9_]*[eE][-+]?[0-9]+|\.[0-9_]+(?:[eE][-+]?[0-9]+)?"
+               r"|\.(?:inf|Inf|INF)|[-+]\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
+def load_config(text: str) -> Any:  # noqa: ANN401
+    """YAML as anomalib's CLI reads it (``1e-3`` a float)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506  a SafeLoader
+
+
 @cache
 def _load(name: str) -> dict[str, Any]:
-    return yaml.safe_load(config_path(name).read_text())
+    return load_config(config_path(name).read_text())
 
 
 def preset_config(name: str) -> dict[str, Any]:
     """The whole config of preset ``name`` (trainer, model and data sections), as a new dict."""
-    return yaml.safe_load(yaml.safe_dump(_load(name)))
+    return copy.deepcopy(_load(name))
 
 
 def model_arguments(name: str) -> dict[str, Any]:

@@ -258,14 +258,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(args.work / "checkpoints", ignore_errors=True)  # a smoke run starts afresh
         category = "dummy"
         speed_arguments = ["--accelerator", "cpu", "--presets", "recsem_tiny", "--steps", "1", "--warmup", "1"]
-        curve_arguments = ["--accelerator", "cpu", "--preset", "recsem_tiny", "--image-size", "64", "--steps", "4",
-                           "--every", "2", "--seeds", "0", "--jobs", "2", "--precision", "bf16-mixed",
-                           "--batch-size", "4"]
+        curve_arguments = ["--accelerator", "cpu", "--preset", "recsem_tiny", "--steps", "4", "--every", "2",
+                           "--seeds", "0", "--jobs", "2", "--precision", "bf16-mixed"]
     else:
         category = "magnetic_tile"
         speed_arguments = ["--accelerator", "cuda", "--presets", "recsem", "recsem_small", "--steps", "10",
                            "--warmup", "3"]
-        curve_arguments = ["--accelerator", "cuda", "--preset", "recsem", "--image-size", "256", "--steps", "100000",
+        curve_arguments = ["--accelerator", "cuda", "--preset", "recsem", "--steps", "100000",
                            "--every", "250", "--seeds", "0", "1", "2", "--jobs", "6", "--threads", "2",
                            "--workers", "2", "--precision", "bf16-mixed", "--width", "0"]
     root = unpack(data, category, args.work / "data")

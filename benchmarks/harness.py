@@ -63,7 +63,7 @@ def device_name(accelerator: str = "auto") -> str:
 
     A CPU is named with its widest vector instructions: two machines sold under one name
     (such as "AMD EPYC") can differ there, and with them the speed of each precision and
-    memory format (bfloat16 ran 12 times slower than float32 on one without AVX-512).
+    memory format (bfloat16 ran 10-15 times slower than float32 on one without bfloat16 instructions).
     """
     if accelerator != "cpu" and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)

@@ -43,7 +43,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from anomalib_recsem import SyntheticDefect  # noqa: E402
 from anomalib_recsem.data.texture_bank import TextureFolder, fit_size  # noqa: E402
-from anomalib_recsem.presets import model_arguments  # noqa: E402
+from anomalib_recsem.presets import batch_sizes, model_arguments  # noqa: E402
 from benchmarks import harness  # noqa: E402
 
 #: Dense peak throughput per device in TFLOPS (vendor data sheets; SXM parts), without
@@ -56,12 +56,20 @@ PEAK_TFLOPS: dict[str, dict[str, float]] = {
     "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0},
     "L40S": {"fp32": 91.6, "tf32": 183.0, "bf16": 362.1},
 }
-#: CPU peak per core and cycle: two 256-bit FMA pipes (Zen 4 runs AVX-512 on them too), so
-#: 2 x 8 x 2 = 32 float32 FLOPs, and twice that in bfloat16 where the CPU has bfloat16 dot
-#: products (the ``avx512_bf16`` or ``amx_bf16`` flag); without them bfloat16 is computed no
-#: faster than float32 (on a Zen 3 EPYC a bfloat16 matrix product ran 100 times slower).
-CPU_FLOPS_PER_CYCLE = {"fp32": 32, "bf16": 64}
-CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+#: CPU peak FLOPs per core and cycle: the first row whose ``/proc/cpuinfo`` vendor and flag
+#: match. Two FMA pipes of 256 bits (AMD's Zen, which runs AVX-512 on them too) make 2 x 8 x 2
+#: = 32 float32 FLOPs, two of 512 bits (Intel's server cores with AVX-512) 64; bfloat16 dot
+#: products double that, and Intel's AMX tiles do 1024 bfloat16 FLOPs a cycle. Without
+#: bfloat16 instructions bfloat16 is computed no faster than float32 (on a Zen 3 EPYC a
+#: bfloat16 matrix product ran 100 times slower), so it gets the float32 peak.
+CPU_FLOPS_PER_CYCLE: tuple[tuple[str, str, dict[str, int]], ...] = (
+    ("AuthenticAMD", "avx512_bf16", {"fp32": 32, "bf16": 64}),
+    ("AuthenticAMD", "", {"fp32": 32, "bf16": 32}),
+    ("GenuineIntel", "amx_bf16", {"fp32": 64, "bf16": 1024}),
+    ("GenuineIntel", "avx512_bf16", {"fp32": 64, "bf16": 128}),
+    ("GenuineIntel", "avx512f", {"fp32": 64, "bf16": 64}),
+    ("GenuineIntel", "", {"fp32": 32, "bf16": 32}),
+)
 #: Synthesis calls timed per cell: a call takes milliseconds, and its cost varies with the draw.
 DEFECT_REPS = 50
 
@@ -89,7 +97,8 @@ def peak_tflops(device: torch.device, dtype: str) -> float:
     """The device's dense peak for ``dtype`` (``"fp32"``, ``"tf32"`` or ``"bf16"``), in TFLOPS.
 
     On a CPU from its clock as ``/proc/cpuinfo`` gives it, which under a hypervisor is the
-    nominal one: cores that boost above it can show an MFU above 1.
+    nominal one: cores that boost above it can show an MFU above 1. CPUs that
+    :data:`CPU_FLOPS_PER_CYCLE` does not describe (neither AMD nor Intel) get NaN.
     """
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
@@ -98,11 +107,14 @@ def peak_tflops(device: torch.device, dtype: str) -> float:
                 return peaks[dtype]
         return float("nan")
     lines = harness.CPUINFO.read_text().splitlines()
-    megahertz = max(float(line.split(":")[1]) for line in lines if line.startswith("cpu MHz"))
+    vendor = next((line.split(":")[1].strip() for line in lines if line.startswith("vendor_id")), "")
     flags = next((line.split(":")[1].split() for line in lines if line.startswith("flags")), [])
-    if dtype == "bf16" and not any(flag in flags for flag in CPU_BF16_FLAGS):
-        dtype = "fp32"
-    return torch.get_num_threads() * megahertz * 1e6 * CPU_FLOPS_PER_CYCLE[dtype] / 1e12
+    per_cycle = next((row for maker, flag, row in CPU_FLOPS_PER_CYCLE if maker == vendor and (not flag or flag in flags)),
+                     None)
+    if per_cycle is None:
+        return float("nan")
+    megahertz = max(float(line.split(":")[1]) for line in lines if line.startswith("cpu MHz"))
+    return torch.get_num_threads() * megahertz * 1e6 * per_cycle[dtype] / 1e12
 
 
 def _sync(device: torch.device) -> None:
@@ -176,7 +188,8 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         "mfu": flops / seconds / (peak * 1e12),
         "parameters": sum(parameter.numel() for parameter in model.model.parameters()),
         "augmenter": f"SyntheticDefect({harness.texture_label(model.anomaly_source)})",
-        "note": "convolutions in TF32 (cuDNN's default); MFU against the TF32 peak" if tf32 else "",
+        "note": "convolutions in TF32 (cuDNN's default; matrix products stay fp32); MFU against the TF32 peak"
+                if tf32 else "",
     } | ({"gpu_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20} if device.type == "cuda" else {})
 
 
@@ -184,7 +197,7 @@ def run_train(args: argparse.Namespace, device: torch.device) -> None:
     """The training grid: preset x precision x channels-last."""
     path = args.output / "train_step.csv"
     for preset in args.presets:
-        image_size, batch = args.sizes.get(preset, (256, 8))
+        image_size, batch = args.sizes[preset]
         for precision in args.precisions:
             for channels_last in CHANNELS_LAST[args.channels_last]:
                 row = {"model": preset, "family": "recsem", "image_size": image_size, "batch_size": batch,
@@ -414,16 +427,18 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="timed repetitions per training and inference cell (synthesis: 50)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first (compilation)")
     parser.add_argument("--paper-batch", type=int, default=None,
-                        help="batch for the paper preset (default 8 on a GPU, 2 on a CPU)")
+                        help="batch for the paper preset (default: the preset's on a GPU, 2 on a CPU)")
     parser.add_argument("--textures", type=Path, default=harness.DTD_IMAGES,
                         help="folder of texture images timed as the 'dtd' source, when it exists")
     parser.add_argument("--output", type=Path, default=harness.RESULTS)
     parser.add_argument("--summarise-only", action="store_true")
     args = parser.parse_args(argv)
-    paper_batch = args.paper_batch or (8 if args.accelerator == "cuda" else 2)
-    args.sizes = {"recsem": (256, paper_batch), "recsem_small": (128, 8), "recsem_tiny": (64, 4)}
-    for preset in args.presets:
-        model_arguments(preset)  # an unknown preset fails here, naming the accepted ones
+    # Each preset's image size and batch from its YAML (an unknown preset fails here, naming
+    # the accepted ones). The paper's batch of 8 at 256 px takes a minute a step on 2 CPU cores.
+    args.sizes = {preset: (model_arguments(preset)["image_size"], batch_sizes(preset)[0]) for preset in args.presets}
+    if "recsem" in args.sizes:
+        paper_batch = args.paper_batch or (args.sizes["recsem"][1] if args.accelerator == "cuda" else 2)
+        args.sizes["recsem"] = (args.sizes["recsem"][0], paper_batch)
     return args
 
 

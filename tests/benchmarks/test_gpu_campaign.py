@@ -96,3 +96,9 @@ def test_a_failed_preflight_stops_the_campaign_before_the_speed_grid(
     output = tmp_path / "out"
     assert gpu_campaign.main(["--smoke", "--output", str(output), "--work", str(tmp_path / "work")]) == 2
     assert sorted(path.name for path in output.iterdir()) == ["campaign.log"]
+
+
+def test_preflight_fails_on_a_defect_source_that_cannot_load(tmp_path: Path) -> None:
+    """The check itself, as the campaign's first stage runs it: here the carried textures are missing."""
+    with pytest.raises(FileNotFoundError, match="anomaly_source"):
+        gpu_campaign.main(["--preflight", "cpu", "--data", str(tmp_path / "nothing_packed"), "--work", str(tmp_path)])

@@ -42,17 +42,22 @@ def test_step_flops_are_three_forward_passes() -> None:
     assert speed.step_flops(model, images, flags) == pytest.approx(3 * forward, rel=0.05)
 
 
-@pytest.mark.parametrize(("flags", "bf16_factor"), [("fma avx2", 1), ("fma avx2 avx512f avx512_bf16", 2)])
+@pytest.mark.parametrize(("flags", "bf16_factor"), [("fma avx2", 1), ("fma avx2 avx512f avx512_bf16", 2)])  # AMD
 def test_cpu_peak_follows_clock_threads_and_bf16_instructions(
     flags: str, bf16_factor: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text(f"cpu MHz\t\t: 2000.000\nflags\t\t: {flags}\ncpu MHz\t\t: 2500.000\n")
+    cpuinfo.write_text(f"vendor_id\t: AuthenticAMD\ncpu MHz\t\t: 2000.000\nflags\t\t: {flags}\ncpu MHz\t\t: 2500.000\n")
     monkeypatch.setattr(harness, "CPUINFO", cpuinfo)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     fp32 = speed.peak_tflops(torch.device("cpu"), "fp32")
     assert fp32 == pytest.approx(2 * 2500e6 * 32 / 1e12)
     assert speed.peak_tflops(torch.device("cpu"), "bf16") == pytest.approx(bf16_factor * fp32)
+    cpuinfo.write_text(cpuinfo.read_text().replace("AuthenticAMD", "GenuineIntel"))
+    wide = "avx512f" in flags  # Intel's server cores: two 512-bit pipes
+    assert speed.peak_tflops(torch.device("cpu"), "fp32") == pytest.approx((2 if wide else 1) * fp32)
+    cpuinfo.write_text(cpuinfo.read_text().replace("GenuineIntel", "SomeOtherVendor"))
+    assert math.isnan(speed.peak_tflops(torch.device("cpu"), "fp32"))
 
 
 def test_summary_gives_gpu_memory_where_a_row_measured_it(tmp_path: Path) -> None:

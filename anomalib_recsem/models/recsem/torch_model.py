@@ -8,7 +8,7 @@ discriminative network that compares the reconstruction with the input.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import torch
@@ -183,20 +183,21 @@ class RecSemModel(nn.Module):
         if check_integer("score_kernel_size", score_kernel_size, minimum=1) % 2 == 0:
             msg = f"score_kernel_size must be a positive odd integer, got {score_kernel_size!r}."
             raise ValueError(msg)
-        check_integer("score_top_k", score_top_k, minimum=1)
-        for name, value in (("in_channels", in_channels), ("reconstruction_width", reconstruction_width),
-                            ("discriminator_width", discriminator_width)):
-            check_integer(name, value, minimum=1)
-        check_integer("num_prototypes", num_prototypes, minimum=2)  # the separation loss compares pairs
-        for name, value in (("location_embedding", location_embedding), ("memory_skip", memory_skip),
-                            ("normalize_query", normalize_query), ("detach_reconstruction", detach_reconstruction)):
-            check_flag(name, value)
+        score_top_k = check_integer("score_top_k", score_top_k, minimum=1)
+        in_channels, reconstruction_width, discriminator_width = (
+            check_integer(name, value, minimum=1) for name, value in (
+                ("in_channels", in_channels), ("reconstruction_width", reconstruction_width),
+                ("discriminator_width", discriminator_width)))
+        num_prototypes = check_integer("num_prototypes", num_prototypes, minimum=2)  # the separation loss compares pairs
+        location_embedding, memory_skip, normalize_query, detach_reconstruction = (
+            check_flag(name, value) for name, value in (
+                ("location_embedding", location_embedding), ("memory_skip", memory_skip),
+                ("normalize_query", normalize_query), ("detach_reconstruction", detach_reconstruction)))
         if memory_scales is not None:
-            if isinstance(memory_scales, (str, bytes)) or not isinstance(memory_scales, Sequence):
+            if isinstance(memory_scales, (str, bytes)) or not isinstance(memory_scales, Iterable):
                 msg = f"memory_scales must be a sequence of integers or None, got {memory_scales!r}."
                 raise ValueError(msg)
-            for scale in memory_scales:
-                check_integer("memory_scales", scale, minimum=1)
+            memory_scales = [check_integer("memory_scales", scale, minimum=1) for scale in memory_scales]
         bottleneck = (self.image_size[0] // BOTTLENECK_STRIDE, self.image_size[1] // BOTTLENECK_STRIDE)
         channels = 8 * reconstruction_width
         self.memory_scales = tuple(memory_scales) if memory_scales is not None else default_memory_scales(self.image_size)

@@ -6,6 +6,7 @@ import math
 import warnings
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 from anomalib.data import ImageBatch
@@ -287,3 +288,13 @@ def test_network_options_reach_the_network(option: str, value: object, reads: ob
     given = reads(RecSem(**{**TINY, option: value}).model)
     assert given == (set(value) if isinstance(value, list) else {value})
     assert given != default
+
+
+def test_numpy_and_torch_values_pass_as_python_ones() -> None:
+    """As a sweep or a notebook may give them."""
+    model = RecSem(**{**TINY, "memory_skip": np.bool_(False), "memory_scales": torch.tensor([2]),
+                      "score_top_k": np.int64(2), "channels_last": np.bool_(True)})
+    assert model.model.memory.scales == (2,)
+    assert model.model.memory.units[0].skip is False
+    assert model.model.score_top_k == 2
+    assert RecSem(**{**TINY, "memory_scales": np.array([2, 4])}).model.memory.scales == (2, 4)
