@@ -172,7 +172,8 @@ class RecSem(SafeExportMixin, AnomalibModule):
         check_integer("warmup_epochs", warmup_epochs, minimum=1)
         if max_epochs is not None:
             check_integer("max_epochs", max_epochs, minimum=1)
-        channels_last, compile = check_flag("channels_last", channels_last), check_flag("compile", compile)  # noqa: A001
+        channels_last = check_flag("channels_last", channels_last)
+        compile = check_flag("compile", compile)  # noqa: A001
         if pre_processor is True:
             pre_processor = AntialiasedPreProcessor(size)
         super().__init__(

@@ -180,7 +180,8 @@ class RecSemModel(nn.Module):
         self.image_size = check_image_size(image_size)
         if score_kernel_size is None:
             score_kernel_size = default_score_kernel_size(self.image_size)
-        if check_integer("score_kernel_size", score_kernel_size, minimum=1) % 2 == 0:
+        score_kernel_size = check_integer("score_kernel_size", score_kernel_size, minimum=1)
+        if score_kernel_size % 2 == 0:
             msg = f"score_kernel_size must be a positive odd integer, got {score_kernel_size!r}."
             raise ValueError(msg)
         score_top_k = check_integer("score_top_k", score_top_k, minimum=1)
@@ -188,7 +189,8 @@ class RecSemModel(nn.Module):
             check_integer(name, value, minimum=1) for name, value in (
                 ("in_channels", in_channels), ("reconstruction_width", reconstruction_width),
                 ("discriminator_width", discriminator_width)))
-        num_prototypes = check_integer("num_prototypes", num_prototypes, minimum=2)  # the separation loss compares pairs
+        # At least 2: the separation loss compares pairs.
+        num_prototypes = check_integer("num_prototypes", num_prototypes, minimum=2)
         location_embedding, memory_skip, normalize_query, detach_reconstruction = (
             check_flag(name, value) for name, value in (
                 ("location_embedding", location_embedding), ("memory_skip", memory_skip),
