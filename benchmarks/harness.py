@@ -38,7 +38,7 @@ from torchvision.transforms.v2 import Resize
 from anomalib_recsem import RecSem
 from anomalib_recsem.models.recsem.components.health import ReconstructionError, ReconstructionSpread, ResidualAUROC
 from anomalib_recsem.models.recsem.components.resize import AntialiasedPreProcessor
-from anomalib_recsem.presets import model_arguments, preset_config
+from anomalib_recsem.presets import batch_sizes, model_arguments, preset_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results"
@@ -58,6 +58,21 @@ CPUINFO = Path("/proc/cpuinfo")
 VECTOR_INSTRUCTIONS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
 
 
+def cpuinfo_fields() -> dict[str, str]:
+    """The first core's fields of ``/proc/cpuinfo`` (``model name``, ``vendor_id``, ``flags``, ...).
+
+    Empty if the file cannot be read.
+    """
+    fields: dict[str, str] = {}
+    try:
+        for line in CPUINFO.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
+
+
 def device_name(accelerator: str = "auto") -> str:
     """The accelerator or CPU that runs the benchmark, in words.
 
@@ -67,13 +82,7 @@ def device_name(accelerator: str = "auto") -> str:
     """
     if accelerator != "cpu" and torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    fields: dict[str, str] = {}
-    try:
-        for line in CPUINFO.read_text().splitlines():
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())  # the first core's
-    except OSError:
-        pass
+    fields = cpuinfo_fields()
     cpu, flags = fields.get("model name") or platform.processor() or "CPU", fields.get("flags", "").split()
     vector = next((name for flag, name in VECTOR_INSTRUCTIONS if flag in flags), None)
     return f"{cpu} ({len(os.sched_getaffinity(0))} cores{f', {vector}' if vector else ''})"
@@ -179,10 +188,9 @@ def parse_with_smoke(parser: Any, argv: Sequence[str] | None, **defaults: Any) -
     if "--smoke" in (sys.argv[1:] if argv is None else argv):
         parser.set_defaults(**defaults)
     args = parser.parse_args(argv)
-    config = preset_config(args.preset)
-    from_preset = {"image_size": config["model"]["init_args"]["image_size"],
-                   "batch_size": config["data"]["init_args"]["train_batch_size"],
-                   "epochs": config["trainer"]["max_epochs"]}
+    from_preset = {"image_size": model_arguments(args.preset)["image_size"],
+                   "batch_size": batch_sizes(args.preset)[0],
+                   "epochs": preset_config(args.preset)["trainer"]["max_epochs"]}
     for name, value in from_preset.items():
         if hasattr(args, name) and getattr(args, name) is None:
             setattr(args, name, value)

@@ -106,14 +106,14 @@ def peak_tflops(device: torch.device, dtype: str) -> float:
             if key in name:
                 return peaks[dtype]
         return float("nan")
-    lines = harness.CPUINFO.read_text().splitlines()
-    vendor = next((line.split(":")[1].strip() for line in lines if line.startswith("vendor_id")), "")
-    flags = next((line.split(":")[1].split() for line in lines if line.startswith("flags")), [])
+    fields = harness.cpuinfo_fields()
+    vendor, flags = fields.get("vendor_id", ""), fields.get("flags", "").split()
     per_cycle = next((row for maker, flag, row in CPU_FLOPS_PER_CYCLE if maker == vendor and (not flag or flag in flags)),
                      None)
     if per_cycle is None:
         return float("nan")
-    megahertz = max(float(line.split(":")[1]) for line in lines if line.startswith("cpu MHz"))
+    megahertz = max(float(line.split(":")[1]) for line in harness.CPUINFO.read_text().splitlines()
+                    if line.startswith("cpu MHz"))  # the fastest core, not the first
     return torch.get_num_threads() * megahertz * 1e6 * per_cycle[dtype] / 1e12
 
 

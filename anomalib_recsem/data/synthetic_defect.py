@@ -600,9 +600,10 @@ class SyntheticDefect(v2.Transform):
         if check_number("mask_rotation", mask_rotation, minimum=0) > 180:  # noqa: PLR2004
             msg = f"mask_rotation must be in [0, 180] degrees, got {mask_rotation!r}"
             raise ValueError(msg)
-        check_integer("min_defect_area", min_defect_area, minimum=0)  # 0 disables
-        check_integer("min_defect_size", min_defect_size, minimum=0)
-        check_integer("num_source_augmentations", num_source_augmentations, 0, maximum=len(SOURCE_AUGMENTATIONS))
+        min_defect_area = check_integer("min_defect_area", min_defect_area, minimum=0)  # 0 disables
+        min_defect_size = check_integer("min_defect_size", min_defect_size, minimum=0)
+        num_source_augmentations = check_integer("num_source_augmentations", num_source_augmentations, 0,
+                                                 maximum=len(SOURCE_AUGMENTATIONS))
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral)):
             msg = f"seed must be an int or None, got {seed!r}"
             raise ValueError(msg)

@@ -189,30 +189,28 @@ class RecSemModel(nn.Module):
             check_integer(name, value, minimum=1) for name, value in (
                 ("in_channels", in_channels), ("reconstruction_width", reconstruction_width),
                 ("discriminator_width", discriminator_width)))
-        # At least 2: the separation loss compares pairs.
-        num_prototypes = check_integer("num_prototypes", num_prototypes, minimum=2)
         location_embedding, memory_skip, normalize_query, detach_reconstruction = (
             check_flag(name, value) for name, value in (
                 ("location_embedding", location_embedding), ("memory_skip", memory_skip),
                 ("normalize_query", normalize_query), ("detach_reconstruction", detach_reconstruction)))
-        if memory_scales is not None:
-            if isinstance(memory_scales, (str, bytes)) or not isinstance(memory_scales, Iterable):
-                msg = f"memory_scales must be a sequence of integers or None, got {memory_scales!r}."
-                raise ValueError(msg)
-            memory_scales = [check_integer("memory_scales", scale, minimum=1) for scale in memory_scales]
+        # Each scale is checked by the memory itself.
+        if memory_scales is not None and (isinstance(memory_scales, (str, bytes))
+                                          or not isinstance(memory_scales, Iterable)):
+            msg = f"memory_scales must be a sequence of integers or None, got {memory_scales!r}."
+            raise ValueError(msg)
         bottleneck = (self.image_size[0] // BOTTLENECK_STRIDE, self.image_size[1] // BOTTLENECK_STRIDE)
         channels = 8 * reconstruction_width
-        self.memory_scales = tuple(memory_scales) if memory_scales is not None else default_memory_scales(self.image_size)
         self.encoder = EncoderReconstructive(in_channels, reconstruction_width)
         self.memory = MultiScalePrototypeMemory(
             channels,
             bottleneck,
-            self.memory_scales,
+            default_memory_scales(self.image_size) if memory_scales is None else tuple(memory_scales),
             num_prototypes=num_prototypes,
             location_embedding=location_embedding,
             skip=memory_skip,
             normalize_query=normalize_query,
         )
+        self.memory_scales = self.memory.scales  # as checked: Python ints
         self.decoder = ReconstructionDecoder(channels, len(self.memory_scales), out_channels=in_channels)
         self.discriminator = build_discriminator(discriminator, in_channels, discriminator_width)
         self.detach_reconstruction = detach_reconstruction

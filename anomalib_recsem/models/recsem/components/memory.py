@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from anomalib_recsem.options import check_integer
+
 
 class PrototypeReadout(NamedTuple):
     """What a prototype unit returns.
@@ -82,9 +84,8 @@ class PrototypeUnit(nn.Module):
         normalize_query: bool = False,
     ) -> None:
         super().__init__()
-        if num_prototypes < 2:
-            msg = f"num_prototypes must be at least 2 (the separation loss compares pairs), got {num_prototypes}."
-            raise ValueError(msg)
+        # At least 2: the separation loss compares pairs.
+        num_prototypes = check_integer("num_prototypes", num_prototypes, minimum=2)
         self.num_prototypes = num_prototypes
         self.skip = skip
         self.normalize_query = normalize_query
@@ -224,7 +225,7 @@ class MultiScalePrototypeMemory(nn.Module):
         normalize_query: bool = False,
     ) -> None:
         super().__init__()
-        scales = tuple(int(scale) for scale in scales)
+        scales = tuple(check_integer("memory_scales", scale, minimum=1) for scale in scales)
         longest = max(bottleneck_size)
         if not scales or any(not 1 <= scale <= longest for scale in scales):
             msg = (
