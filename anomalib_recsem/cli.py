@@ -34,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--test-images", type=_positive_int, default=16,
                       help="defect-free test images, and as many defective ones (default: 16)")
     demo.add_argument("--seed", type=int, default=42, help="seed for data and training (default: 42)")
-    demo.add_argument("--quick", action="store_true", help="tiny network and data: checks that everything runs")
+    demo.add_argument("--quick", action="store_true",
+                      help="the tiny preset (configs/recsem_tiny.yaml), to check that everything runs; "
+                           "data and --epochs as given")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -43,7 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``anomalib-recsem`` console script."""
     arguments = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # Imported here so that --help answers without loading torch and anomalib.
     from anomalib_recsem.demo import DemoSettings, run_demo  # noqa: PLC0415
 
     settings = DemoSettings(
