@@ -12,8 +12,9 @@ then run one command there, carrying ``.gpu`` and ``.whl``; what it measures lan
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
     PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 python3 benchmarks/gpu_campaign.py --budget 480 --output "$OUT"
 
-0. A minute of checks (:func:`preflight`): defects from every source made on the GPU, and two
-   training steps in ``bf16-mixed`` and ``16-mixed``. If one fails, the campaign stops there.
+0. A minute of checks (:func:`preflight`): defects from every source made on the GPU, two
+   training steps in ``bf16-mixed`` and ``16-mixed``, and two steps of each curve model with
+   evaluation and checkpoint. If one fails, the campaign stops there.
 1. ``speed.py --parts defects train`` on CUDA: defect synthesis per batch of 8 (procedural
    textures, scikit-image's photographs and the carried DTD subset, 128 and 256 px); then the
    paper configuration and CPU preset, fp32 and bf16 with channels-last off and on, then
@@ -172,7 +173,9 @@ def preflight(accelerator: str, textures: Path, work: Path) -> None:
 
     Defects made on the device from every source (30 batches of 8 at 256 px each, enough to
     reach the rarely drawn paths), then two training steps of the tiny preset through
-    anomalib's Engine in each mixed precision the device has (``16-mixed`` only on a GPU).
+    anomalib's Engine in each mixed precision the device has (``16-mixed`` only on a GPU), then
+    both curve models (RecSem's tiny preset, Draem at its width) through the curves' own run for
+    two steps in ``bf16-mixed``: Draem's augmenter, evaluation on the device and checkpoints.
 
     Raises:
         RuntimeError: If a synthesised batch leaves the device or is not finite.
@@ -192,13 +195,22 @@ def preflight(accelerator: str, textures: Path, work: Path) -> None:
                 msg = f"defects from {harness.texture_label(source)} left {device} or are not finite"
                 raise RuntimeError(msg)
         print(f"preflight: defects from {harness.texture_label(source)} on {device}", flush=True)  # noqa: T201
-    root, _ = harness.smoke_data(work / "preflight")
+    root, generated_textures = harness.smoke_data(work / "preflight")
     for precision in ("bf16-mixed", "16-mixed") if device.type == "cuda" else ("bf16-mixed",):
         engine = Engine(default_root_dir=work / "preflight" / precision, max_steps=2, precision=precision,
                         accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False)
         engine.fit(model=harness.recsem("recsem_tiny"),
                    datamodule=harness.datamodule(root, "dummy", batch_size=4, num_workers=0))
         print(f"preflight: two training steps in {precision} on {device}", flush=True)  # noqa: T201
+    output = work / "preflight" / "curves"
+    shutil.rmtree(output, ignore_errors=True)  # a run resumes from its checkpoint; this one starts afresh
+    arguments = curves.parse_arguments([
+        "--root", str(root), "--category", "dummy", "--preset", "recsem_tiny", "--textures", str(generated_textures),
+        "--accelerator", accelerator, "--precision", "bf16-mixed", "--steps", "2", "--every", "1",
+        "--output", str(output)])
+    for model_name in ("recsem", "draem"):
+        curves.run(model_name, 0, arguments)
+        print(f"preflight: {model_name} curve run of two steps in bf16-mixed on {device}", flush=True)  # noqa: T201
 
 
 def _run(command: list[str], seconds: float, log: Path) -> int:

@@ -29,6 +29,7 @@ Commands (repository root)::
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import time
@@ -144,6 +145,7 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
     gather = lambda: (stored[torch.randint(0, 64, (batch,), device=device)], torch.rand(batch) < 0.5)  # noqa: E731
     flops = step_flops(harness.recsem(preset, image_size=image_size).to(device), *gather())
     if device.type == "cuda":  # from here on, what one training process holds (its counted copy is gone)
+        gc.collect()  # the counted copy sits in reference cycles; its GPU memory goes only with them
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
     outside: list[float] = []

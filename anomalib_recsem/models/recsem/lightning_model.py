@@ -306,8 +306,10 @@ class RecSem(SafeExportMixin, AnomalibModule):
             return self.model
         if self._compiled is None:
             # Kept out of the module tree: the compiled wrapper shares the weights, and
-            # checkpoints and exports see only the eager network.
-            object.__setattr__(self, "_compiled", torch.compile(self.model))
+            # checkpoints and exports see only the eager network. Static shapes: an epoch's
+            # smaller last batch gets a graph of its own instead of making every later step's
+            # graph dynamic-shaped.
+            object.__setattr__(self, "_compiled", torch.compile(self.model, dynamic=False))
         return self._compiled
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
