@@ -133,7 +133,7 @@ class CurveRecorder(Callback):
             harness.append_rows(self.csv_path, [row], COLUMNS)
         if trainer.global_step > 0:
             trainer.save_checkpoint(self.checkpoint)
-        if torch.cuda.is_available():  # evaluation's larger batches: give their memory back to the GPU's other runs
+        if pl_module.device.type == "cuda":  # evaluation's larger batches: give their memory back to the other runs
             torch.cuda.empty_cache()
         logging.getLogger("curves").info("%s seed %s step %d: %s", row["model"], row["seed"], row["step"],
                                          {k: round(v, 3) for k, v in metrics.items()})
