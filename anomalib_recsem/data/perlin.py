@@ -118,11 +118,13 @@ def perlin_noise_2d(
     if num == 0:
         return torch.zeros(0, height, width, device=device, dtype=dtype)
 
-    res = resolution.to(device=device, dtype=torch.long)
+    res = resolution.to(dtype=torch.long)
     res_y = res[:, 0].clamp(1, height)
     res_x = res[:, 1].clamp(1, width)
+    # Read where the resolutions were drawn (the CPU, in the synthesis), so a GPU is not made to wait.
     table_h = int(res_y.max()) + 1
     table_w = int(res_x.max()) + 1
+    res_y, res_x = res_y.to(device), res_x.to(device)
     angles = torch.rand(num, table_h, table_w, generator=generator, dtype=dtype)
     angles = (angles * (2 * math.pi)).to(device)
     grad_y, grad_x = torch.cos(angles), torch.sin(angles)

@@ -143,7 +143,8 @@ def _warp(images: Tensor, matrix: Tensor, padding_mode: str) -> Tensor:
     that product cost as much as the sampling itself.
     """
     _, _, height, width = images.shape
-    inverse = torch.linalg.inv(matrix.float())[:, :2].to(images.dtype)  # output pixel -> input pixel
+    # Inverted where the maps were built (the CPU): on a GPU, linalg.inv waits for the device.
+    inverse = torch.linalg.inv(matrix.float())[:, :2].to(images.device, images.dtype)  # output -> input pixel
     # A side of one pixel has one sample position, the centre (kornia's convention).
     to_unit = torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)], dtype=images.dtype, device=images.device)
     inverse = inverse * to_unit.view(1, 2, 1)  # input pixel -> [-1, 1] (align_corners=True)
@@ -179,7 +180,7 @@ def _rotate_about_centre(images: Tensor, degrees: Tensor, padding_mode: str) -> 
     count, _, height, width = images.shape
     centre = torch.tensor([(width - 1) / 2, (height - 1) / 2]).expand(count, 2)
     matrix = _affine_matrix(torch.zeros(count, 2), centre, torch.ones(count, 2), -degrees.float().cpu())
-    return _warp(images, matrix.to(images.device), padding_mode)
+    return _warp(images, matrix, padding_mode)
 
 
 # --------------------------------------------------------------------------------------
@@ -666,11 +667,11 @@ class SyntheticDefect(v2.Transform):
         centre = torch.tensor([(width - 1) / 2, (height - 1) / 2]).expand(moving.numel(), 2)
         matrix = _affine_matrix(shift[moving], centre, scale[moving].unsqueeze(1).expand(-1, 2), angle[moving])
         if moving.numel() == count:
-            return _warp(images, matrix.to(images), padding_mode="border")
+            return _warp(images, matrix, padding_mode="border")
         # Only the images that drew an op are resampled; the others pass through untouched.
         out = images.clone()
         rows = moving.to(images.device)
-        out[rows] = _warp(images[rows], matrix.to(images), padding_mode="border")
+        out[rows] = _warp(images[rows], matrix, padding_mode="border")
         return out
 
     def _draw_masks(self, count: int, height: int, width: int, device: torch.device) -> Tensor:

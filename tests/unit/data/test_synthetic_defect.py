@@ -266,6 +266,17 @@ def test_row_ops_get_cpu_indices_whatever_the_images_device() -> None:
     assert seen[0].device.type == "cpu" and seen[0].tolist() == [0, 2]
 
 
+def test_warp_maps_and_perlin_resolutions_are_read_on_the_cpu_whatever_the_images_device() -> None:
+    """Warp maps are inverted, and Perlin tables sized, where they were drawn: on a GPU, inverting
+    there or reading a maximum there makes the host wait. The meta device stands in for a GPU
+    here; it holds no values, so reading one on it fails."""
+    matrix = _affine_matrix(torch.zeros(2, 2), torch.full((2, 2), 3.5), torch.ones(2, 2), torch.tensor([10.0, -5.0]))
+    warped = _warp(torch.zeros(2, 3, 8, 8, device="meta"), matrix, "border")
+    assert warped.device.type == "meta" and warped.shape == (2, 3, 8, 8)
+    noise = perlin_noise_2d(torch.tensor([[2, 4], [1, 1]]), 16, 16, device="meta")
+    assert noise.device.type == "meta" and noise.shape == (2, 16, 16)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu_parameters() -> None:
     images = _images(batch=4)
