@@ -39,7 +39,6 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from numbers import Integral
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -605,9 +604,8 @@ class SyntheticDefect(v2.Transform):
         min_defect_size = check_integer("min_defect_size", min_defect_size, minimum=0)
         num_source_augmentations = check_integer("num_source_augmentations", num_source_augmentations, 0,
                                                  maximum=len(SOURCE_AUGMENTATIONS))
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, Integral)):
-            msg = f"seed must be an int or None, got {seed!r}"
-            raise ValueError(msg)
+        if seed is not None:  # torch.Generator.manual_seed's range
+            seed = check_integer("seed", seed, minimum=-(2**63), maximum=2**64 - 1)
         drop_corner_defects = check_flag("drop_corner_defects", drop_corner_defects)
         light_augmentation = check_flag("light_augmentation", light_augmentation)
 
@@ -621,8 +619,8 @@ class SyntheticDefect(v2.Transform):
         self.drop_corner_defects = drop_corner_defects
         self.num_source_augmentations = num_source_augmentations
         self.light_augmentation = light_augmentation
-        self.seed = None if seed is None else int(seed)
-        self.generator = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
 
         self.anomaly_source: str | Path | None
         self.texture_folder: TextureFolder | PhotoCrops | None = None
