@@ -74,7 +74,8 @@ def test_gpu_campaign_runs_end_to_end_on_the_cpu(tmp_path: Path, monkeypatch: py
     assert list((work / "checkpoints").glob("*.ckpt"))
     log = (output / "campaign.log").read_text()
     assert all(f"preflight: defects from {source} on cpu" in log for source in ("procedural", "photos", "dtd"))
-    assert "preflight: two training steps in bf16-mixed on cpu" in log
+    assert all(f"preflight: {model} curve run of two steps in bf16-mixed on cpu" in log
+               for model in ("recsem", "draem"))
     speed = harness.read_rows(output / "train_step.csv")
     assert {row["precision"] for row in speed} == {"fp32", "bf16"}
     assert all(row["status"] == "ok" and 0 < float(row["mfu"]) < 1 for row in speed)
