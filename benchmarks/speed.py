@@ -40,6 +40,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from anomalib_recsem import SyntheticDefect  # noqa: E402
@@ -73,6 +74,8 @@ CPU_FLOPS_PER_CYCLE: tuple[tuple[str, str, dict[str, int]], ...] = (
 )
 #: Synthesis calls timed per cell: a call takes milliseconds, and its cost varies with the draw.
 DEFECT_REPS = 50
+#: Synthesis calls whose operations are counted: about ten of the calls that draw 64 defects ahead.
+COUNTED_CALLS = 160
 
 TRAIN_COLUMNS = (
     "model", "family", "image_size", "batch_size", "seconds_per_step", "ms_per_image", "synthesis_s",
@@ -83,7 +86,8 @@ TRAIN_COLUMNS = (
 )
 DEFECT_COLUMNS = (
     "generator", "source", "cache", "image_size", "batch_size", "probability", "ms_per_batch", "ms_per_image",
-    "reference_step_model", "share_of_reference_step", "reps", "warmup", "status", "note", "device", "finished_at",
+    "operations_per_batch", "reference_step_model", "share_of_reference_step", "reps", "warmup", "status", "note",
+    "device", "finished_at",
 )
 INFERENCE_COLUMNS = (
     "model", "runtime", "image_size", "batch_size", "ms_per_image", "images_per_second", "ms_per_batch",
@@ -175,15 +179,17 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         _sync(device)
         if index >= warmup:
             durations.append(time.perf_counter() - started)
-    seconds = statistics.median(durations)
+    # Means, not medians: one step in about 16 also draws the next 64 defects' masks and
+    # textures (DrawAhead), and a median would leave that step out.
+    seconds = statistics.mean(durations)
     tf32 = dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32
     peak = peak_tflops(device, "bf16" if dtype != torch.float32 else "tf32" if tf32 else "fp32")
     return {
         "seconds_per_step": seconds,
         "ms_per_image": 1000 * seconds / batch,
         "samples_per_second": batch / seconds,
-        "synthesis_s": statistics.median(outside[warmup:]),
-        "outside_share": statistics.median(outside[warmup:]) / seconds,
+        "synthesis_s": statistics.mean(outside[warmup:]),
+        "outside_share": statistics.mean(outside[warmup:]) / seconds,
         "step_tflop": flops / 1e12,
         "gflops": flops / 3 / batch / 1e9,  # forward, per image
         "peak_tflops": peak,
@@ -219,8 +225,29 @@ def run_train(args: argparse.Namespace, device: torch.device) -> None:
                 harness.append_rows(path, [row], TRAIN_COLUMNS)
 
 
+class OperationCount(TorchDispatchMode):
+    """Counts the tensor operations run inside it, views left out.
+
+    On a GPU each operation is a kernel launch, a fixed cost of several microseconds of the
+    host whatever the tensor's size; for a batch of 8 images that cost, more than the
+    arithmetic, decides how long defect synthesis takes there. Views launch nothing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:  # noqa: ANN401
+        if not func.is_view:
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
 def time_synthesis(source: str | Path | None, size: int, device: torch.device, warmup: int) -> dict[str, float]:
-    """Milliseconds of :meth:`SyntheticDefect.synthesize` per batch of 8 at ``size`` px (median of the reps)."""
+    """Milliseconds of :meth:`SyntheticDefect.synthesize` per batch of 8 at ``size`` px (mean of the reps).
+
+    The mean: about one call in 16 also draws the next 64 defects' masks and textures.
+    """
     transform = SyntheticDefect(anomaly_source=source, seed=0)
     textures = transform.texture_folder
     if isinstance(textures, TextureFolder):  # training decodes and resizes each file once; time what follows
@@ -237,8 +264,12 @@ def time_synthesis(source: str | Path | None, size: int, device: torch.device, w
         _sync(device)
         if index >= warmup:
             durations.append(time.perf_counter() - started)
-    seconds = statistics.median(durations)
-    return {"ms_per_batch": 1000 * seconds, "ms_per_image": 1000 * seconds / 8}
+    seconds = statistics.mean(durations)
+    with OperationCount() as operations:  # after the timing: counting slows every operation down
+        for _ in range(COUNTED_CALLS):
+            transform.synthesize(images, torch.rand(8) < 0.5)
+    return {"ms_per_batch": 1000 * seconds, "ms_per_image": 1000 * seconds / 8,
+            "operations_per_batch": operations.count / COUNTED_CALLS}
 
 
 def run_defects(args: argparse.Namespace, device: torch.device) -> None:
@@ -323,6 +354,11 @@ def _milliseconds(row: dict[str, str]) -> str:
     return f"{float(row['ms_per_batch']):.1f}" if row["status"] == "ok" else f"{row['status']}: {row['note'][:60]}"
 
 
+def _operations(row: dict[str, str]) -> str:
+    """A synthesis row's operations per batch; rows from before they were counted have none."""
+    return f"{float(row['operations_per_batch']):.0f}" if row.get("operations_per_batch") else "–"
+
+
 def summarise(output: Path) -> Path:
     """SPEED.md: the latest row of every cell."""
     lines = ["# Speed", "", "Written by `benchmarks/speed.py --summarise-only` from the CSVs beside it; every row names",
@@ -349,10 +385,11 @@ def summarise(output: Path) -> Path:
             f"{float(row['mfu']):.3f} | {100 * float(row['outside_share']):.1f} % | {memory} |")
     defects = [row for row in synthesis if row.get("device")]
     if defects:
-        lines += ["", "## Defect synthesis (batch of 8)", "", "| device | source | px | ms per batch | measured |",
-                  "|---|---|---|---|---|"]
+        lines += ["", "## Defect synthesis (batch of 8)", "",
+                  "| device | source | px | ms per batch | operations per batch | measured | note |",
+                  "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['device']} | {r['source']} | {r['image_size']} | {_milliseconds(r)} | "
-                  f"{r['finished_at'][:10]} |" for r in defects]
+                  f"{_operations(r)} | {r['finished_at'][:10]} | {r.get('note') or ''} |" for r in defects]
     revisions = harness.read_rows(output / "synthesis_revisions.csv")
     if revisions:
         # One group per invocation, named by its first row's time: revisions are compared only

@@ -19,6 +19,14 @@ RecSem's reconstruction and recognition networks, as the authors' code does:
 4. *Blend*: ``defective = clean * (1 - m) + beta * clean * m + (1 - beta) * texture * m``
    with ``beta ~ U(0, 0.8)``.
 
+Masks and textures (except the image itself as source) are drawn up to 64 at a time and
+served in order (:class:`~anomalib_recsem.data.draw_ahead.DrawAhead`): drawing them takes
+some 450 tensor operations however many are drawn, each a kernel launch on a GPU, so a call
+that needs 4 costs about a third of the operations it did. The random parameters are drawn on
+the CPU and copied to the device without waiting for it. A call reads a device tensor back on
+the host (which makes it wait for the device) only for ``apply_defect`` flags given on the
+device and when it draws masks (an empty one is redrawn).
+
 The colour operations are kornia's, batched with per-image parameters, except where
 kornia's version cost most of the synthesis time on a CPU and a short closed form gives the
 same result: the warps (a separable sampling grid and a directly built matrix), sharpness
@@ -52,6 +60,7 @@ from torchvision.transforms import v2
 
 from anomalib_recsem.options import check_flag, check_integer, check_number
 
+from .draw_ahead import DrawAhead
 from .perlin import perlin_noise_2d
 from .texture_bank import (
     PROCEDURAL_RENDER_SIZE,
@@ -91,6 +100,15 @@ class DefectBatch(NamedTuple):
     defective: Tensor
     mask: Tensor
     label: Tensor
+
+
+def _to(values: Tensor, like: Tensor) -> Tensor:
+    """``values`` (drawn on the CPU) in ``like``'s dtype and on its device, copied without waiting.
+
+    A blocking copy to a GPU waits for all the work queued before it; an asynchronous copy
+    from ordinary memory is staged at once and queued behind that work instead.
+    """
+    return values.to(device=like.device, dtype=like.dtype, non_blocking=True)
 
 
 def _uniform(count: int | tuple[int, ...], low: float, high: float, generator: torch.Generator | None) -> Tensor:
@@ -142,11 +160,12 @@ def _warp(images: Tensor, matrix: Tensor, padding_mode: str) -> Tensor:
     that product cost as much as the sampling itself.
     """
     _, _, height, width = images.shape
-    # Inverted where the maps were built (the CPU): on a GPU, linalg.inv waits for the device.
-    inverse = torch.linalg.inv(matrix.float())[:, :2].to(images.device, images.dtype)  # output -> input pixel
+    # Inverted and scaled where the maps were built (the CPU), and copied without waiting:
+    # on a GPU, linalg.inv and a blocking copy would each wait for all queued work.
+    inverse = torch.linalg.inv(matrix.float())[:, :2]  # output -> input pixel
     # A side of one pixel has one sample position, the centre (kornia's convention).
-    to_unit = torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)], dtype=images.dtype, device=images.device)
-    inverse = inverse * to_unit.view(1, 2, 1)  # input pixel -> [-1, 1] (align_corners=True)
+    to_unit = torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)]).view(1, 2, 1)
+    inverse = _to(inverse * to_unit, images)  # input pixel -> [-1, 1] (align_corners=True)
     xs = torch.arange(width, dtype=images.dtype, device=images.device).view(1, 1, 1, width)
     ys = torch.arange(height, dtype=images.dtype, device=images.device).view(1, 1, height, 1)
     coefficients = inverse.unsqueeze(-1).unsqueeze(-1)  # (N, 2, 3, 1, 1): x/y rows, x/y/1 columns
@@ -191,7 +210,7 @@ def _rotate_about_centre(images: Tensor, degrees: Tensor, padding_mode: str) -> 
 
 def _gamma(x: Tensor, generator: torch.Generator | None) -> Tensor:
     # GammaContrast((0.5, 2.0), per_channel=True)
-    gamma = _uniform((x.shape[0], x.shape[1]), 0.5, 2.0, generator).to(x)
+    gamma = _to(_uniform((x.shape[0], x.shape[1]), 0.5, 2.0, generator), x)
     return enhance.adjust_gamma(x, gamma)
 
 
@@ -263,12 +282,12 @@ def _brightness(x: Tensor, generator: torch.Generator | None) -> Tensor:
     # multiply and add in random order.
     count = x.shape[0]
     space = torch.randint(0, len(_BRIGHTNESS_SPACES), (count,), generator=generator)
-    multiply = _uniform(count, 0.8, 1.2, generator).to(x).view(-1, 1, 1, 1)
-    add = _uniform(count, -30 / 255, 30 / 255, generator).to(x).view(-1, 1, 1, 1)
-    add_first = (torch.rand(count, generator=generator) < 0.5).to(x).view(-1, 1, 1, 1)
+    multiply = _to(_uniform(count, 0.8, 1.2, generator), x).view(-1, 1, 1, 1)
+    add = _to(_uniform(count, -30 / 255, 30 / 255, generator), x).view(-1, 1, 1, 1)
+    add_first = _to(torch.rand(count, generator=generator) < 0.5, x).view(-1, 1, 1, 1)
     out = x.clone()
     for index, shift in enumerate(_BRIGHTNESS_SPACES):
-        rows = (space == index).nonzero().squeeze(1).to(x.device)
+        rows = (space == index).nonzero().squeeze(1).to(x.device, non_blocking=True)
         if rows.numel() == 0:
             continue
         factor, offset, first = multiply[rows], add[rows], add_first[rows]
@@ -290,7 +309,7 @@ def _sharpness(x: Tensor, generator: torch.Generator | None) -> Tensor:
     # avg_pool2d twice as long as the slices at 256 px.
     if min(x.shape[-2:]) < 3:  # noqa: PLR2004  PIL's kernel needs 3 x 3
         return x
-    factor = _uniform(x.shape[0], 0.0, 2.0, generator).to(x).view(-1, 1, 1, 1)
+    factor = _to(_uniform(x.shape[0], 0.0, 2.0, generator), x).view(-1, 1, 1, 1)
     across = x[..., :, :-2] + x[..., :, 1:-1] + x[..., :, 2:]
     smooth = x.clone()
     box = across[..., :-2, :] + across[..., 1:-1, :] + across[..., 2:, :]
@@ -302,8 +321,8 @@ def _hue_saturation(x: Tensor, generator: torch.Generator | None) -> Tensor:
     # AddToHueAndSaturation((-50, 50), per_channel=True): independent offsets added to hue
     # (255 = a full turn) and to saturation (255 = full scale) in HSV.
     count = x.shape[0]
-    hue = _uniform(count, -50 / 255, 50 / 255, generator).to(x).view(-1, 1, 1, 1) * 6  # hue in sixths of a turn
-    saturation = _uniform(count, -50 / 255, 50 / 255, generator).to(x).view(-1, 1, 1, 1)
+    hue = _to(_uniform(count, -50 / 255, 50 / 255, generator), x).view(-1, 1, 1, 1) * 6  # hue in sixths of a turn
+    saturation = _to(_uniform(count, -50 / 255, 50 / 255, generator), x).view(-1, 1, 1, 1)
     value, sixths, chroma = _hsv_parts(x)
     new_saturation = (chroma / _or_one(value) + saturation).clamp(0, 1)
     return _hsv_to_rgb(_remainder(sixths + hue, 6), new_saturation, value).clamp(0, 1)
@@ -362,7 +381,7 @@ def _solarize(x: Tensor, generator: torch.Generator | None) -> Tensor:
     count = x.shape[0]
     threshold = _uniform(count, 32 / 255, 128 / 255, generator)
     applied = torch.rand(count, generator=generator) < 0.5
-    return _on_rows(x, applied, lambda rows: enhance.solarize(x[rows], threshold[rows].to(x)))
+    return _on_rows(x, applied, lambda rows: enhance.solarize(x[rows], _to(threshold[rows], x)))
 
 
 def _posterize(x: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -372,7 +391,7 @@ def _posterize(x: Tensor, generator: torch.Generator | None) -> Tensor:
     step = torch.pow(2.0, 8 - bits).view(-1, 1, 1, 1)
 
     def posterize(rows: Tensor | slice) -> Tensor:
-        level = step[rows].to(x)
+        level = _to(step[rows], x)
         return torch.floor(torch.floor(x[rows] * 255) / level) * level / 255
 
     # All 8 bits kept leaves the image as it is, as in kornia (no rounding to 8-bit levels).
@@ -389,7 +408,7 @@ def _autocontrast(x: Tensor, generator: torch.Generator | None) -> Tensor:
     # the remaining levels to [0, 1]. A histogram costs one pass where sorting the pixels
     # cost most of the synthesis time on a CPU.
     count, channels = x.shape[:2]
-    cutoff = torch.randint(0, 21, (count,), generator=generator).to(x.device)
+    cutoff = torch.randint(0, 21, (count,), generator=generator).to(x.device, non_blocking=True)
     levels = (x.flatten(2) * 255).round().clamp(0, 255).long()
     histogram = torch.zeros(count, channels, 256, device=x.device).scatter_add_(
         2, levels, torch.ones((), device=x.device).expand(levels.shape)
@@ -563,7 +582,9 @@ class SyntheticDefect(v2.Transform):
         torch.Size([64, 64])
 
     Note:
-        Random parameters are drawn on the CPU and moved to the images' device.
+        Random parameters are drawn on the CPU and moved to the images' device. Masks and
+        textures are drawn ahead, so reseeding the generator changes what follows only once
+        those are used up or :meth:`discard_drawn` is called.
     """
 
     def __init__(
@@ -621,6 +642,8 @@ class SyntheticDefect(v2.Transform):
         self.light_augmentation = light_augmentation
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self._drawn_masks = DrawAhead()
+        self._drawn_textures = DrawAhead()
 
         self.anomaly_source: str | Path | None
         self.texture_folder: TextureFolder | PhotoCrops | None = None
@@ -668,7 +691,7 @@ class SyntheticDefect(v2.Transform):
             return _warp(images, matrix, padding_mode="border")
         # Only the images that drew an op are resampled; the others pass through untouched.
         out = images.clone()
-        rows = moving.to(images.device)
+        rows = moving.to(images.device, non_blocking=True)
         out[rows] = _warp(images[rows], matrix, padding_mode="border")
         return out
 
@@ -696,7 +719,7 @@ class SyntheticDefect(v2.Transform):
         ys = (torch.arange(height) + 0.5).view(1, height, 1)
         xs = (torch.arange(width) + 0.5).view(1, 1, width)
         discs = (ys - centre_y.view(-1, 1, 1)) ** 2 + (xs - centre_x.view(-1, 1, 1)) ** 2 <= radius**2
-        return discs.unsqueeze(1).to(device)
+        return discs.unsqueeze(1).to(device, non_blocking=True)
 
     def _non_empty_masks(self, count: int, height: int, width: int, device: torch.device) -> Tensor:
         """Masks as :meth:`_draw_masks`, redrawn (and as a last resort replaced by discs) until none is empty."""
@@ -712,31 +735,56 @@ class SyntheticDefect(v2.Transform):
             masks[empty] = self._fallback_discs(empty.numel(), height, width, device)
         return masks
 
-    def _textures(self, clean: Tensor) -> Tensor:
-        """Augmented textures ``(n, C, H, W)`` for the images in ``clean`` ``(n, C, H, W)``.
+    def _masks(self, count: int, height: int, width: int, device: torch.device) -> Tensor:
+        """``count`` non-empty masks ``(count, 1, H, W)`` (bool), drawn ahead (:class:`DrawAhead`)."""
+        return self._drawn_masks.take(count, (height, width, device),
+                                      lambda ahead: self._non_empty_masks(ahead, height, width, device),
+                                      row_bytes=height * width)
+
+    def _augmented_sources(self, count: int, height: int, width: int, device: torch.device) -> Tensor:
+        """``count`` augmented RGB textures ``(count, 3, H, W)`` from the folder, photographs or procedural bank.
 
         Textures are augmented at their own resolution (at most 256 px for files, 128 for
         the procedural bank) and then resized: the augmentations are nearly all per-pixel, so
         this looks the same and costs up to 4x less for large images.
         """
+        if self.texture_folder is not None:
+            size = fit_size(height, width, self.texture_folder.size)
+            sources = self.texture_folder.sample(count, *size, self.generator, device).float()
+        else:
+            size = fit_size(height, width, PROCEDURAL_RENDER_SIZE)
+            sources = procedural_textures(count, *size, self.generator, device).float()
+        return resize_bilinear(augment_sources(sources, self.num_source_augmentations, self.generator), height, width)
+
+    def _textures(self, clean: Tensor) -> Tensor:
+        """Augmented textures ``(n, C, H, W)`` for the images in ``clean`` ``(n, C, H, W)`` (float32)."""
         count, channels, height, width = clean.shape
-        if self.anomaly_source == "self":
+        if self.anomaly_source == "self":  # made from these very images: nothing to draw ahead
             rgb = clean.expand(-1, 3, -1, -1) if channels == 1 else clean
             angle = _uniform(count, -90.0, 90.0, self.generator)
             sources = _rotate_about_centre(rgb, angle, padding_mode="border")
-        elif self.texture_folder is not None:
-            size = fit_size(height, width, self.texture_folder.size)
-            sources = self.texture_folder.sample(count, *size, self.generator, clean.device).to(clean.dtype)
+            textures = augment_sources(sources, self.num_source_augmentations, self.generator)
         else:
-            size = fit_size(height, width, PROCEDURAL_RENDER_SIZE)
-            sources = procedural_textures(count, *size, self.generator, clean.device).to(clean.dtype)
-        textures = resize_bilinear(augment_sources(sources, self.num_source_augmentations, self.generator), height, width)
+            textures = self._drawn_textures.take(count, (height, width, clean.device),
+                                                 lambda ahead: self._augmented_sources(ahead, height, width,
+                                                                                       clean.device),
+                                                 row_bytes=3 * height * width * 4)
         if channels == 1:
             return _luma(textures)
         # Grey images stored as RGB get grey defects: a coloured patch on a grey surface is a
-        # cue that no real defect of that surface has.
+        # cue that no real defect of that surface has. Chosen on the device: reading the
+        # choice on the host would make it wait for the GPU.
         is_grey = (clean.amax(1) - clean.amin(1)).flatten(1).amax(1) <= _GREY_TOLERANCE
-        return _on_rows(textures, is_grey.cpu(), lambda rows: _luma(textures[rows]).expand(-1, 3, -1, -1))
+        return torch.where(is_grey.view(-1, 1, 1, 1), _luma(textures).expand(-1, 3, -1, -1), textures)
+
+    def discard_drawn(self) -> None:
+        """Forget the masks and textures drawn ahead, so that what follows depends only on the generator.
+
+        RecSem calls this at every epoch start; a run resumed at an epoch boundary then
+        draws what the uninterrupted run drew.
+        """
+        self._drawn_masks.discard()
+        self._drawn_textures.discard()
 
     def synthesize(self, images: Tensor, apply_defect: Tensor | None = None) -> DefectBatch:
         """Light-augment a batch and blend synthetic defects into some of its images.
@@ -775,14 +823,14 @@ class SyntheticDefect(v2.Transform):
             work = torch.cat([work, extra_mask.to(work)], dim=1)
         work = self._light_affine(work)
         clean, warped_extra = (work[:, :-1], work[:, -1:] > 0.5) if extra_mask is not None else (work, None)  # noqa: PLR2004
-        beta = _uniform(batch, *self.blend_factor, self.generator).to(clean).view(-1, 1, 1, 1)
+        beta = _to(_uniform(batch, *self.blend_factor, self.generator), clean).view(-1, 1, 1, 1)
 
         mask = torch.zeros(batch, 1, height, width, device=images.device)
         defective = clean.clone()
         chosen = selected.nonzero().squeeze(1)
         if chosen.numel() > 0:
-            chosen = chosen.to(images.device)
-            sub_mask = self._non_empty_masks(chosen.numel(), height, width, images.device).float()
+            chosen = chosen.to(images.device, non_blocking=True)
+            sub_mask = self._masks(chosen.numel(), height, width, images.device).float()
             sub_clean = clean[chosen]
             textures = self._textures(sub_clean)
             blended = torch.lerp(textures, sub_clean, beta[chosen])  # beta * clean + (1 - beta) * texture
@@ -793,7 +841,7 @@ class SyntheticDefect(v2.Transform):
             clean=clean.to(dtype),
             defective=defective.to(dtype),
             mask=mask.to(dtype),
-            label=selected.to(device=images.device, dtype=dtype),
+            label=_to(selected, images),
         )
         return result, warped_extra
 

@@ -13,6 +13,7 @@ from scipy import ndimage
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from anomalib_recsem.data import synthetic_defect
 from anomalib_recsem.data.perlin import perlin_noise_2d
 from anomalib_recsem.data.synthetic_defect import (
     _BRIGHTNESS_SPACES,
@@ -215,18 +216,42 @@ def test_same_seed_same_output_different_seed_different_output() -> None:
     assert not torch.equal(first.defective, other.defective)
 
 
-def test_global_rng_mode_is_reproducible_under_manual_seed() -> None:
+def test_global_rng_mode_is_reproducible_under_manual_seed_once_drawn_defects_are_discarded() -> None:
     transform = SyntheticDefect(seed=None)
     images = _images()
     torch.manual_seed(123)
     first = transform.synthesize(images)
     torch.manual_seed(123)
+    kept = transform.synthesize(images)  # the masks and textures drawn ahead are still being served
+    transform.discard_drawn()
+    torch.manual_seed(123)
     second = transform.synthesize(images)
+    transform.discard_drawn()
     torch.manual_seed(124)
     third = transform.synthesize(images)
     for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b)
+    assert torch.equal(first.clean, kept.clean)  # the light augmentation is drawn per call
+    assert not torch.equal(first.mask, kept.mask)
     assert not torch.equal(first.defective, third.defective)
+
+
+def test_masks_and_textures_are_drawn_ahead_and_served_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    transform = SyntheticDefect(seed=3)
+    drawn: list[int] = []
+    augment = synthetic_defect.augment_sources
+    monkeypatch.setattr(synthetic_defect, "augment_sources",
+                        lambda sources, *args: drawn.append(len(sources)) or augment(sources, *args))
+    images, flags = _images(batch=8, size=32), torch.tensor([True, False] * 4)
+    results = [transform.synthesize(images, flags) for _ in range(20)]
+    # 20 calls of 4 defects: 80 textures in two draws of 64, not 20 draws of 4.
+    assert drawn == [64, 64]
+    masks = torch.cat([result.mask[flags] for result in results])
+    assert len(masks.flatten(1).unique(dim=0)) == len(masks) == 80  # each row served once
+    # A large image draws fewer rows at a time: 64 MiB of textures, 21 at 512 x 512 px.
+    drawn.clear()
+    SyntheticDefect(seed=3).synthesize(torch.rand(2, 3, 512, 512), torch.tensor([True, True]))
+    assert drawn == [21]
 
 
 def test_light_augmentation() -> None:
@@ -369,8 +394,8 @@ def test_photos_source_pastes_crops_of_scikit_image_photographs() -> None:
     result = transform.synthesize(images, torch.ones(4, dtype=torch.bool))
     # No blend and no augmentation: inside the mask the image is the crop itself.
     inside = (result.mask > 0).expand_as(images)
-    assert len(drawn) == 1 and drawn[0].shape == images.shape
-    torch.testing.assert_close(result.defective[inside], drawn[0][inside])
+    assert len(drawn) == 1 and drawn[0].shape[1:] == images.shape[1:]  # drawn ahead; the first 4 served
+    torch.testing.assert_close(result.defective[inside], drawn[0][:4][inside])
 
 
 def test_self_source_uses_the_image(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ generators of Python, NumPy and torch. :class:`RandomStreams` keeps them reprodu
 * under distributed training, Lightning seeds every process alike, so without help all
   ranks would paste identical defects. Each epoch, every rank is reseeded from
   ``(shared seed, epoch, rank)``; the shared seed is drawn on rank 0 and stored in
-  checkpoints, so a resume at an epoch boundary recovers every rank's stream.
+  checkpoints, so a resume at an epoch boundary recovers every rank's stream;
+* the masks and textures that the defect synthesis draws ahead of time are discarded at
+  every epoch start, so an epoch's defects follow from the generators' state alone.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ class RandomStreams(pl.Callback):
             self.rank_seed = int(trainer.strategy.broadcast(drawn, src=0))
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Reseed this rank for the epoch.
+        """Reseed this rank for the epoch, and discard the defects drawn ahead in the last one.
 
         Nothing that must agree across ranks draws from these generators: the distributed
         sampler has its own seeded generator, and DDP broadcasts rank 0's weights at
@@ -110,3 +112,4 @@ class RandomStreams(pl.Callback):
         """
         if self._distributed(trainer) and self.rank_seed is not None:
             seed_rank_generators(self.rank_seed, trainer.current_epoch, trainer.global_rank)
+        pl_module.synthetic_defect.discard_drawn()
