@@ -6,7 +6,9 @@ and texture takes some 450 operations whether it is drawn for 4 images or for 64
 training step that needs 4 defects spends most of that cost on overhead; on a GPU that
 overhead is a large share of a step. :class:`DrawAhead` draws up to
 :data:`MOST_ROWS` rows at once and serves them in order, so that cost is paid once every
-several steps.
+several steps. Each draw is twice as large as the one before, from what the first request
+needs up to that limit, so a short-lived user (a data-loader worker that makes a few
+defects) draws at most about twice what it uses.
 
 The rows are independent draws, so serving them later changes nothing about their
 distribution; only the order in which a seeded generator's numbers are used changes.
@@ -38,12 +40,12 @@ class DrawAhead:
     Example:
         >>> import torch
         >>> ahead = DrawAhead(most_rows=8)
-        >>> calls = []
-        >>> draw = lambda count: calls.append(count) or torch.arange(count)
-        >>> ahead.take(3, "ids", draw, row_bytes=8).tolist(), ahead.take(3, "ids", draw, row_bytes=8).tolist()
-        ([0, 1, 2], [3, 4, 5])
-        >>> ahead.take(3, "ids", draw, row_bytes=8).tolist(), calls  # 2 rows left: refilled
-        ([0, 1, 2], [8, 8])
+        >>> drawn = []
+        >>> draw = lambda count: drawn.append(count) or torch.arange(count)
+        >>> [ahead.take(3, "ids", draw, row_bytes=8).tolist() for _ in range(4)]
+        [[0, 1, 2], [0, 1, 2], [3, 4, 5], [0, 1, 2]]
+        >>> drawn  # 3, then twice as many, then the limit
+        [3, 6, 8]
     """
 
     def __init__(self, most_rows: int = MOST_ROWS, budget_bytes: int = BUDGET_BYTES) -> None:
@@ -52,6 +54,7 @@ class DrawAhead:
         self._key: Hashable = None
         self._rows: Tensor | None = None
         self._used = 0
+        self._last_draw = 0
 
     def take(self, count: int, key: Hashable, draw: Callable[[int], Tensor], row_bytes: int) -> Tensor:
         """The next ``count`` rows drawn for ``key``.
@@ -68,12 +71,13 @@ class DrawAhead:
             handed out once).
         """
         if self._rows is None or key != self._key or self._used + count > len(self._rows):
-            ahead = min(self.most_rows, self.budget_bytes // max(row_bytes, 1))
+            ahead = min(2 * self._last_draw, self.most_rows, self.budget_bytes // max(row_bytes, 1))
             self._rows, self._key, self._used = draw(max(count, ahead)), key, 0
+            self._last_draw = len(self._rows)
         rows = self._rows[self._used : self._used + count]
         self._used += count
         return rows
 
     def discard(self) -> None:
-        """Forget the rows not yet handed out: the next request draws afresh."""
-        self._rows, self._key, self._used = None, None, 0
+        """Forget the rows not yet handed out: the next request draws afresh, as if the first."""
+        self._rows, self._key, self._used, self._last_draw = None, None, 0, 0
