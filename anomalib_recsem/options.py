@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from numbers import Real
 
 import numpy as np
+import torch
 
 __all__ = ["check_choice", "check_flag", "check_integer", "check_number"]
 
@@ -67,8 +68,11 @@ def check_integer(name: str, value: object, minimum: int, maximum: int | None = 
     Raises:
         ValueError: If ``value`` is a bool, not an integer, or out of range.
     """
-    try:  # Python, NumPy and 0-d torch integers all have __index__; floats and bools are refused
-        integer = None if isinstance(value, (bool, np.bool_)) else operator.index(value)  # type: ignore[arg-type]
+    # Python, NumPy and 0-d torch integers all have __index__; floats and bools are refused, and
+    # so is a one-element torch tensor of any other shape, which has it too.
+    refused = isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.ndim != 0)
+    try:
+        integer = None if refused else operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         integer = None
     if integer is None or integer < minimum or (maximum is not None and integer > maximum):
@@ -93,8 +97,19 @@ def check_number(name: str, value: object, minimum: float, *, strict: bool = Fal
     Raises:
         ValueError: If ``value`` is a bool, not real, not finite, or below the bound.
     """
-    if (isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value)
-            or value < minimum or (strict and value == minimum)):
+    number = _real(value)
+    if number is None or not math.isfinite(number) or number < minimum or (strict and number == minimum):
         msg = f"{name} must be a finite number {'>' if strict else '>='} {minimum}, got {value!r}."
         raise ValueError(msg)
-    return float(value)
+    return number
+
+
+def _real(value: object) -> float | None:
+    """``value`` as a float if it is a real number (Python, NumPy or a 0-d torch tensor), not a bool; else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, Real):
+        return float(value)
+    if isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype != torch.bool and not value.is_complex():
+        return float(value)
+    return None

@@ -33,6 +33,7 @@ import gc
 import statistics
 import sys
 import time
+from datetime import datetime, timedelta
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,9 @@ CPU_FLOPS_PER_CYCLE: tuple[tuple[str, str, dict[str, int]], ...] = (
     ("GenuineIntel", "avx512f", {"fp32": 64, "bf16": 64}),
     ("GenuineIntel", "", {"fp32": 32, "bf16": 32}),
 )
+#: A pause between two rows of ``synthesis_revisions.csv`` that ends an invocation: within one,
+#: rows are seconds apart (a round, or starting the next size's processes).
+PAUSE = timedelta(minutes=2)
 #: Synthesis calls timed per cell: a call takes milliseconds, and its cost varies with the draw.
 DEFECT_REPS = 50
 #: Synthesis calls whose operations are counted: about ten of the calls that draw 64 defects ahead.
@@ -394,18 +398,21 @@ def summarise(output: Path) -> Path:
     if revisions:
         # One group per invocation, named by its first row's time: revisions are compared only
         # within the rounds that interleaved them. An invocation times each (round, size,
-        # revision) once, so a repeat starts the next one. Each revision is also put against the
+        # revision) once, so a repeat starts the next one, and so does a pause of more than
+        # PAUSE (invocations of other revisions may follow one another). Each revision is also put against the
         # invocation's first revision round by round: the median of those ratios is what the
         # interleaving makes comparable when the machine's speed drifts between rounds.
         cells: dict[tuple[str, str, str, str, str, str], dict[str, float]] = {}
         first: dict[str, str] = {}
-        started, seen = "", set()
+        started, seen, previous = "", set(), None
         for row in revisions:
             timed = (row["round"], row["image_size"], row["revision"])
-            if not started or timed in seen:
+            moment = datetime.fromisoformat(row["finished_at"])
+            if not started or timed in seen or moment - previous > PAUSE:
                 started, seen = row["finished_at"][:16].replace("T", " "), set()
                 first[started] = row["revision"]
             seen.add(timed)
+            previous = moment
             key = (started, row["device"], row["source"], row["image_size"], row["revision"], row["commit"])
             cells.setdefault(key, {})[row["round"]] = float(row["ms_per_batch"])
         reference = {(run, size): rounds for (run, _, _, size, revision, _), rounds in cells.items()

@@ -15,7 +15,7 @@ with more than one call per round hold their median) go to ``benchmarks/results/
 the median over rounds of its ratio to the first revision in the same round. Command
 (repository root)::
 
-    uv run python benchmarks/synthesis_revisions.py d3d6325 WORKTREE --sizes 128 256 --rounds 400
+    uv run python benchmarks/synthesis_revisions.py de4a60a WORKTREE --sizes 128 256 --rounds 40 --calls 32
 
 A revision that draws masks and textures ahead spends most of its time in about one call in 16;
 time it with ``--calls 32`` so that every round holds such calls.
