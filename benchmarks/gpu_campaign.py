@@ -274,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            "--seeds", "0", "--jobs", "2", "--precision", "bf16-mixed"]
     else:
         category = "magnetic_tile"
-        speed_arguments = ["--accelerator", "cuda", "--presets", "recsem", "recsem_small", "--steps", "24",
+        speed_arguments = ["--accelerator", "cuda", "--presets", "recsem", "recsem_small", "--steps", "32",
                            "--warmup", "3"]
         curve_arguments = ["--accelerator", "cuda", "--preset", "recsem", "--steps", "100000",
                            "--every", "250", "--seeds", "0", "1", "2", "--jobs", "6", "--threads", "2",

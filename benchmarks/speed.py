@@ -33,6 +33,7 @@ import gc
 import statistics
 import sys
 import time
+import warnings
 from datetime import datetime, timedelta
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -86,7 +87,7 @@ TRAIN_COLUMNS = (
     "synthesis_share", "augmenter", "parameters", "gflops", "peak_rss_mb", "peak_delta_mb", "baseline_rss_mb",
     "memory_method", "threads", "reps", "warmup", "status", "note",
     "precision", "channels_last", "compile", "samples_per_second", "step_tflop", "peak_tflops", "mfu",
-    "outside_share", "gpu_reserved_mb", "device", "finished_at",
+    "outside_share", "gpu_reserved_mb", "host_syncs_per_step", "device", "finished_at",
 )
 DEFECT_COLUMNS = (
     "generator", "source", "cache", "image_size", "batch_size", "probability", "ms_per_batch", "ms_per_image",
@@ -131,6 +132,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def count_host_syncs(step: Callable[[], None], steps: int) -> float:
+    """How many times per step the host waits for the GPU without being asked to, on average.
+
+    Each such wait (a blocking copy, ``.item()``, ``nonzero`` on the device...) drains the
+    GPU's queue, and the GPU idles until the host has queued work again. Counted with
+    ``torch.cuda.set_sync_debug_mode("warn")``, which warns at every one; an explicit
+    ``torch.cuda.synchronize`` is not counted, and the steps run none.
+    """
+    previous = torch.cuda.get_sync_debug_mode()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            for _ in range(steps):
+                step()
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+    # Matched exactly: setting the mode also warns once that it is a prototype.
+    return sum("called a synchronizing CUDA operation" in str(warning.message) for warning in caught) / steps
+
+
 def step_flops(model: harness.RecSem, images: torch.Tensor, flags: torch.Tensor) -> float:
     """Model FLOPs of one training step (forward and backward of the networks), counted once."""
     with FlopCounterMode(display=False) as counter:
@@ -148,9 +170,11 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
     model.to(device)
     model.on_fit_start()
     optimizer = model.configure_optimizers()
-    # Training images kept on the device, as the in-memory training data does.
+    # Training images kept on the device, and the defect flags beside them, as the in-memory
+    # training data gives them (so reading the flags on the host is timed and counted too).
     stored = torch.rand(64, 3, image_size, image_size, device=device)
-    gather = lambda: (stored[torch.randint(0, 64, (batch,), device=device)], torch.rand(batch) < 0.5)  # noqa: E731
+    gather = lambda: (stored[torch.randint(0, 64, (batch,), device=device)],  # noqa: E731
+                      torch.rand(batch, device=device) < 0.5)
     flops = step_flops(harness.recsem(preset, image_size=image_size).to(device), *gather())
     if device.type == "cuda":  # from here on, what one training process holds (its counted copy is gone)
         gc.collect()  # the counted copy sits in reference cycles; its GPU memory goes only with them
@@ -167,22 +191,44 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         outside[-1] += time.perf_counter() - started
         return result
 
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            loss = model.training_loss(*gather())["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def gather_timed() -> tuple[torch.Tensor, torch.Tensor]:
+        _sync(device)
+        started = time.perf_counter()
+        batch = gather_untimed()
+        _sync(device)
+        outside.append(time.perf_counter() - started)
+        return batch
+
+    gather_untimed = gather
+    gather = gather_timed
+    # Past the first, growing draws of masks and textures (4 rows, then 8, ... up to 64), so
+    # the timed steps see what the rest of a run sees: one draw of 64 every 16 steps or so.
+    for _ in range(16):
+        synthesize(stored[:8], torch.ones(8, dtype=torch.bool))
     model.synthetic_defect.synthesize = timed_synthesis  # type: ignore[method-assign]
     durations = []
     for index in range(warmup + steps):
         _sync(device)
         started = time.perf_counter()
-        images, flags = gather()
-        _sync(device)
-        outside.append(time.perf_counter() - started)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            loss = model.training_loss(images, flags)["loss"]
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        step()
         _sync(device)
         if index >= warmup:
             durations.append(time.perf_counter() - started)
+    gather, model.synthetic_defect.synthesize = gather_untimed, synthesize  # no timing syncs from here on
+    syncs: dict[str, float] = {}
+    if device.type == "cuda":
+        try:
+            syncs["host_syncs_per_step"] = count_host_syncs(step, steps)
+        except Exception as error:  # noqa: BLE001  the timings above stand without the count
+            print(f"host syncs not counted: {type(error).__name__}: {error}", flush=True)  # noqa: T201
+            syncs["host_syncs_per_step"] = float("nan")
     # Means, not medians: one step in about 16 also draws the next 64 defects' masks and
     # textures (DrawAhead), and a median would leave that step out.
     seconds = statistics.mean(durations)
@@ -202,7 +248,7 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         "augmenter": f"SyntheticDefect({harness.texture_label(model.anomaly_source)})",
         "note": "convolutions in TF32 (cuDNN's default; matrix products stay fp32); MFU against the TF32 peak"
                 if tf32 else "",
-    } | ({"gpu_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20} if device.type == "cuda" else {})
+    } | ({"gpu_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20} if device.type == "cuda" else {}) | syncs
 
 
 def run_train(args: argparse.Namespace, device: torch.device) -> None:
@@ -376,17 +422,18 @@ def summarise(output: Path) -> Path:
         latest[(row["device"], row["model"], row["precision"], row["channels_last"], row["batch_size"])] = row
     lines += ["## Training step", "",
               ("| device | preset | px | batch | precision | channels-last | s/step | samples/s | MFU | outside fwd/bwd "
-               "| GPU memory |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
+               "| GPU memory | host syncs/step |"), "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in latest.values():
         if row["status"] != "ok":
             lines.append(f"| {row['device']} | {row['model']} | {row['image_size']} | {row['batch_size']} | "
-                         f"{row['precision']} | {row['channels_last']} | {row['status']}: {row['note'][:60]} | | | | |")
+                         f"{row['precision']} | {row['channels_last']} | {row['status']}: {row['note'][:60]} | | | | | |")
             continue
         memory = f"{float(row['gpu_reserved_mb']) / 1024:.1f} GiB" if row.get("gpu_reserved_mb") else "–"
+        syncs = f"{float(row['host_syncs_per_step']):.1f}" if row.get("host_syncs_per_step") else "–"
         lines.append(
             f"| {row['device']} | {row['model']} | {row['image_size']} | {row['batch_size']} | {row['precision']} | "
             f"{row['channels_last']} | {float(row['seconds_per_step']):.3f} | {float(row['samples_per_second']):.1f} | "
-            f"{float(row['mfu']):.3f} | {100 * float(row['outside_share']):.1f} % | {memory} |")
+            f"{float(row['mfu']):.3f} | {100 * float(row['outside_share']):.1f} % | {memory} | {syncs} |")
     defects = [row for row in synthesis if row.get("device")]
     if defects:
         lines += ["", "## Defect synthesis (batch of 8)", "",

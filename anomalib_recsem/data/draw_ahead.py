@@ -8,7 +8,9 @@ overhead is a large share of a step. :class:`DrawAhead` draws up to
 :data:`MOST_ROWS` rows at once and serves them in order, so that cost is paid once every
 several steps. Each draw is twice as large as the one before, from what the first request
 needs up to that limit, so a short-lived user (a data-loader worker that makes a few
-defects) draws at most about twice what it uses.
+defects) draws at most about twice what it uses; rows of another kind (another image size)
+start again from the first request's size. A copy (pickled for a data-loader worker, or
+inherited by a forked one) starts empty, so no two copies serve the same rows.
 
 The rows are independent draws, so serving them later changes nothing about their
 distribution; only the order in which a seeded generator's numbers are used changes.
@@ -16,7 +18,9 @@ distribution; only the order in which a seeded generator's numbers are used chan
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Hashable
+from typing import Any
 
 from torch import Tensor
 
@@ -51,10 +55,7 @@ class DrawAhead:
     def __init__(self, most_rows: int = MOST_ROWS, budget_bytes: int = BUDGET_BYTES) -> None:
         self.most_rows = most_rows
         self.budget_bytes = budget_bytes
-        self._key: Hashable = None
-        self._rows: Tensor | None = None
-        self._used = 0
-        self._last_draw = 0
+        self.discard()
 
     def take(self, count: int, key: Hashable, draw: Callable[[int], Tensor], row_bytes: int) -> Tensor:
         """The next ``count`` rows drawn for ``key``.
@@ -70,7 +71,9 @@ class DrawAhead:
             Tensor: ``count`` rows, a view into the buffer (a clone is not needed: each row is
             handed out once).
         """
-        if self._rows is None or key != self._key or self._used + count > len(self._rows):
+        if key != self._key or self._process != os.getpid():
+            self.discard()
+        if self._rows is None or self._used + count > len(self._rows):
             ahead = min(2 * self._last_draw, self.most_rows, self.budget_bytes // max(row_bytes, 1))
             self._rows, self._key, self._used = draw(max(count, ahead)), key, 0
             self._last_draw = len(self._rows)
@@ -80,4 +83,16 @@ class DrawAhead:
 
     def discard(self) -> None:
         """Forget the rows not yet handed out: the next request draws afresh, as if the first."""
-        self._rows, self._key, self._used, self._last_draw = None, None, 0, 0
+        self._rows: Tensor | None = None
+        self._key: Hashable = None
+        self._used = self._last_draw = 0
+        self._process = os.getpid()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A copy starts empty: two copies serving the same rows would paste the same defects."""
+        return {"most_rows": self.most_rows, "budget_bytes": self.budget_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore the limits; nothing drawn comes along."""
+        self.__dict__.update(state)
+        self.discard()

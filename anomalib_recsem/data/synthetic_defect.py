@@ -23,9 +23,11 @@ Masks and textures (except the image itself as source) are drawn up to 64 at a t
 served in order (:class:`~anomalib_recsem.data.draw_ahead.DrawAhead`): drawing them takes
 some 450 tensor operations however many are drawn, each a kernel launch on a GPU, so a call
 that needs 4 costs about a third of the operations it did. The random parameters are drawn on
-the CPU and copied to the device without waiting for it. A call reads a device tensor back on
-the host (which makes it wait for the device) only for ``apply_defect`` flags given on the
-device and when it draws masks (an empty one is redrawn).
+the CPU and copied to the device without waiting for it. A call makes the host wait for the
+device only to read ``apply_defect`` flags given on the device, and when it draws masks and
+textures (an empty mask is redrawn; textures are grouped by augmentation with indices copied
+to the device), which is once every several calls, or every call for the image itself as
+source.
 
 The colour operations are kornia's, batched with per-image parameters, except where
 kornia's version cost most of the synthesis time on a CPU and a short closed form gives the
@@ -220,8 +222,13 @@ _LUMA = (0.299, 0.587, 0.114)
 
 
 def _luma(x: Tensor) -> Tensor:
-    """BT.601 luma ``(N, 1, H, W)`` of RGB images ``(N, 3, H, W)``."""
-    return (x * x.new_tensor(_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    """BT.601 luma ``(N, 1, H, W)`` of RGB images ``(N, 3, H, W)``.
+
+    Weighted with Python numbers: weights in a tensor would be copied to a GPU at every call,
+    and that copy waits for the device.
+    """
+    red, green, blue = _LUMA
+    return x[:, :1] * red + x[:, 1:2] * green + x[:, 2:] * blue
 
 
 def _shift_luma(x: Tensor, change: Callable[[Tensor], Tensor]) -> Tensor:
@@ -737,9 +744,11 @@ class SyntheticDefect(v2.Transform):
 
     def _masks(self, count: int, height: int, width: int, device: torch.device) -> Tensor:
         """``count`` non-empty masks ``(count, 1, H, W)`` (bool), drawn ahead (:class:`DrawAhead`)."""
+        # Budgeted by what drawing a mask holds at once (float noise, the rotation's sampling
+        # grid, the component labels: some 16 bytes a pixel), not by the bool mask kept.
         return self._drawn_masks.take(count, (height, width, device),
                                       lambda ahead: self._non_empty_masks(ahead, height, width, device),
-                                      row_bytes=height * width)
+                                      row_bytes=16 * height * width)
 
     def _augmented_sources(self, count: int, height: int, width: int, device: torch.device) -> Tensor:
         """``count`` augmented RGB textures ``(count, 3, H, W)`` from the folder, photographs or procedural bank.

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+
+import pytest
 import torch
 
 from anomalib_recsem.data.draw_ahead import DrawAhead
@@ -37,11 +41,29 @@ def test_memory_budget_bounds_a_draw_but_a_request_is_always_drawn_whole() -> No
     assert draw.sizes[-1] == 25
 
 
-def test_another_key_or_a_discard_draws_afresh() -> None:
+def test_another_key_or_a_discard_draws_afresh_as_if_first() -> None:
     ahead, draw = DrawAhead(most_rows=64), _Counter()
-    first = ahead.take(2, (32, 32), draw, row_bytes=1)
-    other = ahead.take(2, (64, 64), draw, row_bytes=1)  # rows of another size: the first draw is dropped
-    assert draw.sizes == [2, 4] and not set(first.tolist()) & set(other.tolist())
+    for _ in range(3):
+        ahead.take(2, (32, 32), draw, row_bytes=1)
+    other = ahead.take(2, (64, 64), draw, row_bytes=1)  # rows of another size: what is left is dropped
+    assert draw.sizes == [2, 4, 2] and other.tolist() == [6, 7]
+    ahead.take(2, (64, 64), draw, row_bytes=1)
     ahead.discard()
     ahead.take(2, (64, 64), draw, row_bytes=1)
-    assert draw.sizes == [2, 4, 2]  # as if it were the first request
+    assert draw.sizes == [2, 4, 2, 4, 2]
+    # Sizes that alternate never grow the draws beyond what each request needs.
+    alternating = _Counter()
+    for index in range(20):
+        ahead.take(1, index % 2, alternating, row_bytes=1)
+    assert alternating.sizes == [1] * 20
+
+
+def test_copies_and_other_processes_start_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    ahead, draw = DrawAhead(most_rows=64), _Counter()
+    ahead.take(2, "key", draw, row_bytes=1)
+    ahead.take(2, "key", draw, row_bytes=1)  # draws 4, serves 2: 2 are left
+    copy = pickle.loads(pickle.dumps(ahead))
+    assert copy.take(2, "key", draw, row_bytes=1).tolist() == [6, 7]  # drawn afresh, not rows 4 and 5
+    assert (copy.most_rows, copy.budget_bytes) == (ahead.most_rows, ahead.budget_bytes)
+    monkeypatch.setattr(os, "getpid", lambda: -1)  # as in a forked data-loader worker
+    assert ahead.take(2, "key", draw, row_bytes=1).tolist() == [8, 9]

@@ -218,20 +218,21 @@ def test_same_seed_same_output_different_seed_different_output() -> None:
 
 def test_global_rng_mode_is_reproducible_under_manual_seed_once_drawn_defects_are_discarded() -> None:
     transform = SyntheticDefect(seed=None)
-    images = _images()
+    images, two = _images(), torch.tensor([True, True, False, False, False, False])
     torch.manual_seed(123)
-    first = transform.synthesize(images)
+    first = transform.synthesize(images, two)  # draws the 2 masks and textures it needs
+    transform.synthesize(images, two)  # draws 4 and serves 2: 2 are left
     torch.manual_seed(123)
-    kept = transform.synthesize(images)  # the masks and textures drawn ahead are still being served
+    kept = transform.synthesize(images, two)  # served from the 2 left, not drawn from the reseeded stream
     transform.discard_drawn()
     torch.manual_seed(123)
-    second = transform.synthesize(images)
+    second = transform.synthesize(images, two)
     transform.discard_drawn()
     torch.manual_seed(124)
-    third = transform.synthesize(images)
+    third = transform.synthesize(images, two)
     for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b)
-    assert torch.equal(first.clean, kept.clean)  # the light augmentation is drawn per call
+    assert torch.equal(first.clean, kept.clean)  # the light augmentation is drawn at every call
     assert not torch.equal(first.mask, kept.mask)
     assert not torch.equal(first.defective, third.defective)
 

@@ -1,0 +1,28 @@
+"""RandomStreams starts every epoch from the generators alone."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+
+from anomalib_recsem import SyntheticDefect
+from anomalib_recsem.models.recsem.components.random_streams import RandomStreams
+
+
+def test_epoch_start_discards_the_defects_drawn_ahead() -> None:
+    transform = SyntheticDefect(seed=None)
+    images, two = torch.rand(4, 3, 32, 32), torch.tensor([True, True, False, False])
+    transform.synthesize(images, two)
+    transform.synthesize(images, two)  # draws 4 masks and textures and serves 2: 2 are left
+    torch.manual_seed(5)
+    left_over = transform.synthesize(images, two)
+    # The epoch start of a single-process run: nothing is reseeded, the drawn rows go.
+    RandomStreams().on_train_epoch_start(SimpleNamespace(world_size=1), SimpleNamespace(synthetic_defect=transform))
+    torch.manual_seed(5)
+    fresh = transform.synthesize(images, two)
+    transform.discard_drawn()
+    torch.manual_seed(5)
+    again = transform.synthesize(images, two)
+    assert torch.equal(fresh.mask, again.mask) and torch.equal(fresh.defective, again.defective)
+    assert not torch.equal(left_over.mask, fresh.mask)
