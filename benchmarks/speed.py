@@ -77,6 +77,9 @@ CPU_FLOPS_PER_CYCLE: tuple[tuple[str, str, dict[str, int]], ...] = (
 #: A pause between two rows of ``synthesis_revisions.csv`` that ends an invocation: within one,
 #: rows are seconds apart (a round, or starting the next size's processes).
 PAUSE = timedelta(minutes=2)
+#: Training steps over which host syncs are counted on a GPU: about one draw of masks and
+#: textures ahead, and few enough to leave the campaign's speed slice to the timings.
+SYNC_COUNT_STEPS = 16
 #: Synthesis calls timed per cell: a call takes milliseconds, and its cost varies with the draw.
 DEFECT_REPS = 50
 #: Synthesis calls whose operations are counted: about ten of the calls that draw 64 defects ahead.
@@ -225,7 +228,7 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
     syncs: dict[str, float] = {}
     if device.type == "cuda":
         try:
-            syncs["host_syncs_per_step"] = count_host_syncs(step, steps)
+            syncs["host_syncs_per_step"] = count_host_syncs(step, SYNC_COUNT_STEPS)
         except Exception as error:  # noqa: BLE001  the timings above stand without the count
             print(f"host syncs not counted: {type(error).__name__}: {error}", flush=True)  # noqa: T201
             syncs["host_syncs_per_step"] = float("nan")
