@@ -68,11 +68,9 @@ def check_integer(name: str, value: object, minimum: int, maximum: int | None = 
     Raises:
         ValueError: If ``value`` is a bool, not an integer, or out of range.
     """
-    # Python, NumPy and 0-d torch integers all have __index__; floats and bools are refused, and
-    # so is a one-element torch tensor of any other shape, which has it too.
-    refused = isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.ndim != 0)
+    # Python, NumPy and 0-d torch integers all have __index__; floats are refused by it.
     try:
-        integer = None if refused else operator.index(value)  # type: ignore[arg-type]
+        integer = None if _never_a_number(value) else operator.index(value)  # type: ignore[arg-type]
     except TypeError:
         integer = None
     if integer is None or integer < minimum or (maximum is not None and integer > maximum):
@@ -106,10 +104,19 @@ def check_number(name: str, value: object, minimum: float, *, strict: bool = Fal
 
 def _real(value: object) -> float | None:
     """``value`` as a float if it is a real number (Python, NumPy or a 0-d torch tensor), not a bool; else None."""
-    if isinstance(value, (bool, np.bool_)):
+    if _never_a_number(value):
         return None
-    if isinstance(value, Real):
-        return float(value)
-    if isinstance(value, torch.Tensor) and value.ndim == 0 and value.dtype != torch.bool and not value.is_complex():
+    if isinstance(value, Real) or (isinstance(value, torch.Tensor) and not value.is_complex()):
         return float(value)
     return None
+
+
+def _never_a_number(value: object) -> bool:
+    """Bools (Python, NumPy or torch) and torch tensors of any shape but 0-d.
+
+    Both convert to numbers (``True`` is 1, and a one-element tensor has ``__index__`` and
+    ``__float__``), but a numeric option given one is a mistake.
+    """
+    if isinstance(value, torch.Tensor):
+        return value.ndim != 0 or value.dtype == torch.bool
+    return isinstance(value, (bool, np.bool_))

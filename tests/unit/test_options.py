@@ -32,7 +32,8 @@ def test_check_integer_accepts_python_numpy_and_0d_torch_integers(value: object)
     assert check_integer("count", value, minimum=0, maximum=3) == 3
 
 
-@pytest.mark.parametrize("value", [True, 3.0, torch.tensor(3.0), torch.tensor([3]), 4, -1])
+@pytest.mark.parametrize("value", [True, np.bool_(True), torch.tensor(True), 3.0, torch.tensor(3.0),
+                                   torch.tensor([3]), 4, -1])
 def test_check_integer_refuses_and_names_the_range(value: object) -> None:
     with pytest.raises(ValueError, match=r"count must be an integer in \[0, 3\], got"):
         check_integer("count", value, minimum=0, maximum=3)
