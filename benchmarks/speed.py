@@ -194,23 +194,21 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         outside[-1] += time.perf_counter() - started
         return result
 
-    def step() -> None:
+    def step(batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            loss = model.training_loss(*gather())["loss"]
+            loss = model.training_loss(*batch())["loss"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def gather_timed() -> tuple[torch.Tensor, torch.Tensor]:
+    def timed_gather() -> tuple[torch.Tensor, torch.Tensor]:
         _sync(device)
         started = time.perf_counter()
-        batch = gather_untimed()
+        batch = gather()
         _sync(device)
         outside.append(time.perf_counter() - started)
         return batch
 
-    gather_untimed = gather
-    gather = gather_timed
     # Past the first, growing draws of masks and textures (4 rows, then 8, ... up to 64), so
     # the timed steps see what the rest of a run sees: one draw of 64 every 16 steps or so.
     for _ in range(16):
@@ -220,15 +218,15 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
     for index in range(warmup + steps):
         _sync(device)
         started = time.perf_counter()
-        step()
+        step(timed_gather)
         _sync(device)
         if index >= warmup:
             durations.append(time.perf_counter() - started)
-    gather, model.synthetic_defect.synthesize = gather_untimed, synthesize  # no timing syncs from here on
+    model.synthetic_defect.synthesize = synthesize  # no timing syncs from here on
     syncs: dict[str, float] = {}
     if device.type == "cuda":
         try:
-            syncs["host_syncs_per_step"] = count_host_syncs(step, SYNC_COUNT_STEPS)
+            syncs["host_syncs_per_step"] = count_host_syncs(lambda: step(gather), SYNC_COUNT_STEPS)
         except Exception as error:  # noqa: BLE001  the timings above stand without the count
             print(f"host syncs not counted: {type(error).__name__}: {error}", flush=True)  # noqa: T201
             syncs["host_syncs_per_step"] = float("nan")
