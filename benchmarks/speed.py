@@ -90,7 +90,7 @@ TRAIN_COLUMNS = (
     "synthesis_share", "augmenter", "parameters", "gflops", "peak_rss_mb", "peak_delta_mb", "baseline_rss_mb",
     "memory_method", "threads", "reps", "warmup", "status", "note",
     "precision", "channels_last", "compile", "samples_per_second", "step_tflop", "peak_tflops", "mfu",
-    "outside_share", "gpu_reserved_mb", "host_syncs_per_step", "device", "finished_at",
+    "outside_share", "gpu_reserved_mb", "host_syncs_per_step", "device", "finished_at", "networks_seconds_per_step",
 )
 DEFECT_COLUMNS = (
     "generator", "source", "cache", "image_size", "batch_size", "probability", "ms_per_batch", "ms_per_image",
@@ -166,7 +166,14 @@ def step_flops(model: harness.RecSem, images: torch.Tensor, flags: torch.Tensor)
 
 def time_training(preset: str, image_size: int, batch: int, precision: str, channels_last: bool,
                   device: torch.device, steps: int, warmup: int) -> dict[str, Any]:
-    """Time ``steps`` training steps after ``warmup`` (compilation happens in the warm-up)."""
+    """Time ``steps`` training steps after ``warmup`` (compilation happens in the warm-up).
+
+    Means, not medians: about one step in 16 also draws the next 64 defects' masks and
+    textures (:class:`~anomalib_recsem.data.draw_ahead.DrawAhead`), and a median would
+    leave it out. ``outside_share`` compares the steps with the same steps on one batch
+    whose defects were made once; ``synthesis_share`` is gathering and synthesis timed
+    alone, waited for, over a step: their cost if nothing overlapped them.
+    """
     dtype, compiled = PRECISIONS[precision]
     torch.manual_seed(0)
     model = harness.recsem(preset, image_size=image_size, channels_last=channels_last, compile=compiled)
@@ -174,7 +181,7 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
     model.on_fit_start()
     optimizer = model.configure_optimizers()
     # Training images kept on the device, and the defect flags beside them, as the in-memory
-    # training data gives them (so reading the flags on the host is timed and counted too).
+    # training data gives them (so a read of the flags on the host would be timed and counted).
     stored = torch.rand(64, 3, image_size, image_size, device=device)
     gather = lambda: (stored[torch.randint(0, 64, (batch,), device=device)],  # noqa: E731
                       torch.rand(batch, device=device) < 0.5)
@@ -183,16 +190,7 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         gc.collect()  # the counted copy sits in reference cycles; its GPU memory goes only with them
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    outside: list[float] = []
     synthesize = model.synthetic_defect.synthesize
-
-    def timed_synthesis(*args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
-        _sync(device)
-        started = time.perf_counter()
-        result = synthesize(*args, **kwargs)
-        _sync(device)
-        outside[-1] += time.perf_counter() - started
-        return result
 
     def step(batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
@@ -201,28 +199,38 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def timed_gather() -> tuple[torch.Tensor, torch.Tensor]:
+    def mean_step(batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> float:
+        # Back to back, waited for only at the end: a GPU's host queues the next step's work
+        # while the device runs the last one, as in training, so only the work that keeps the
+        # device waiting costs time.
         _sync(device)
         started = time.perf_counter()
-        batch = gather()
+        for _ in range(steps):
+            step(batch)
         _sync(device)
-        outside.append(time.perf_counter() - started)
-        return batch
+        return (time.perf_counter() - started) / steps
 
     # Past the first, growing draws of masks and textures (4 rows, then 8, ... up to 64), so
     # the timed steps see what the rest of a run sees: one draw of 64 every 16 steps or so.
     for _ in range(16):
         synthesize(stored[:8], torch.ones(8, dtype=torch.bool))
-    model.synthetic_defect.synthesize = timed_synthesis  # type: ignore[method-assign]
-    durations = []
-    for index in range(warmup + steps):
+    for _ in range(warmup):
+        step(gather)
+    seconds = mean_step(gather)
+    # Gathering and synthesis alone, each waited for: their cost if nothing overlapped them.
+    outside: list[float] = []
+    for _ in range(steps):
         _sync(device)
         started = time.perf_counter()
-        step(timed_gather)
+        synthesize(*gather())
         _sync(device)
-        if index >= warmup:
-            durations.append(time.perf_counter() - started)
-    model.synthetic_defect.synthesize = synthesize  # no timing syncs from here on
+        outside.append(time.perf_counter() - started)
+    # The networks alone: the same steps on one batch whose defects were made once.
+    images, flags = gather()
+    made = synthesize(images, flags)
+    model.synthetic_defect.synthesize = lambda *_, **__: made  # type: ignore[method-assign]
+    networks_seconds = mean_step(lambda: (images, flags))
+    model.synthetic_defect.synthesize = synthesize  # type: ignore[method-assign]
     syncs: dict[str, float] = {}
     if device.type == "cuda":
         try:
@@ -230,17 +238,16 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         except Exception as error:  # noqa: BLE001  the timings above stand without the count
             print(f"host syncs not counted: {type(error).__name__}: {error}", flush=True)  # noqa: T201
             syncs["host_syncs_per_step"] = float("nan")
-    # Means, not medians: one step in about 16 also draws the next 64 defects' masks and
-    # textures (DrawAhead), and a median would leave that step out.
-    seconds = statistics.mean(durations)
     tf32 = dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32
     peak = peak_tflops(device, "bf16" if dtype != torch.float32 else "tf32" if tf32 else "fp32")
     return {
         "seconds_per_step": seconds,
         "ms_per_image": 1000 * seconds / batch,
         "samples_per_second": batch / seconds,
-        "synthesis_s": statistics.mean(outside[warmup:]),
-        "outside_share": statistics.mean(outside[warmup:]) / seconds,
+        "synthesis_s": statistics.mean(outside),
+        "synthesis_share": statistics.mean(outside) / seconds,
+        "networks_seconds_per_step": networks_seconds,
+        "outside_share": 1 - networks_seconds / seconds,
         "step_tflop": flops / 1e12,
         "gflops": flops / 3 / batch / 1e9,  # forward, per image
         "peak_tflops": peak,
@@ -268,7 +275,6 @@ def run_train(args: argparse.Namespace, device: torch.device) -> None:
                     row |= time_training(preset, image_size, batch, precision, channels_last, device, args.steps,
                                          args.warmup)
                     row["status"] = "ok"
-                    row["synthesis_share"] = row["outside_share"]
                 except Exception as error:  # noqa: BLE001  a failing cell is a result, not a crash
                     row |= {"status": "error", "note": f"{type(error).__name__}: {error}"[:300]}
                 print({key: row.get(key) for key in ("model", "precision", "channels_last", "seconds_per_step",  # noqa: T201

@@ -23,7 +23,11 @@ def test_train_and_defect_cells_write_rows_with_mfu(tmp_path: Path) -> None:
         assert row["status"] == "ok", row["note"]
         assert 0 < float(row["mfu"]) < 1
         assert float(row["samples_per_second"]) == pytest.approx(4 / float(row["seconds_per_step"]), rel=1e-4)
-        assert 0 <= float(row["outside_share"]) < 1
+        # Timings are not asserted; the shares must be the ratios they name.
+        seconds, networks = float(row["seconds_per_step"]), float(row["networks_seconds_per_step"])
+        assert networks > 0
+        assert float(row["outside_share"]) == pytest.approx(1 - networks / seconds, rel=1e-4)
+        assert float(row["synthesis_share"]) == pytest.approx(float(row["synthesis_s"]) / seconds, rel=1e-4)
         assert row["augmenter"] == "SyntheticDefect(photos)"  # the preset's own defects, RecSem's default
     defects = harness.read_rows(tmp_path / "defects.csv")
     assert {row["image_size"] for row in defects} == {"128", "256"}

@@ -286,6 +286,8 @@ class RecSem(SafeExportMixin, AnomalibModule):
         """
         del args, kwargs
         terms = self.training_loss(batch.image, batch.gt_label)
+        # The step's one read on the host. On a GPU it waits for the forward pass; here the
+        # host then still has the whole backward pass to queue while the device catches up.
         if not bool(torch.isfinite(torch.stack([value.detach() for value in terms.values()])).all()):
             report = ", ".join(f"{name}={value.item():.4g}" for name, value in terms.items())
             msg = (

@@ -68,8 +68,10 @@ class DefectEpochs(Dataset):
         """
         index = torch.as_tensor(indices, dtype=torch.long)
         count = len(self.images)
-        image = self.images[(index % count).to(self.images.device)].float()
-        return ImageBatch(image=image, gt_label=(index >= count * self.negative).to(self.images.device))
+        # Copied without waiting: a blocking copy to a GPU would wait for the previous step.
+        device = self.images.device
+        image = self.images[(index % count).to(device, non_blocking=True)].float()
+        return ImageBatch(image=image, gt_label=(index >= count * self.negative).to(device, non_blocking=True))
 
     def __getitem__(self, index: int) -> ImageBatch:
         return self.__getitems__([index])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -202,6 +203,34 @@ def test_non_finite_loss_stops_before_the_weights_change(monkeypatch: pytest.Mon
     monkeypatch.setattr(model.loss, "forward", diverged)
     with pytest.raises(FloatingPointError, match="learning_rate"):
         model.training_step(_batch(), 0)
+
+
+def test_the_loss_and_its_gradients_never_read_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU a read on the host waits for all the work queued before it.
+
+    Meta tensors hold no data, so any such read fails. The one read a step makes is its
+    finite-loss check, after the forward pass, where the host still has the whole backward
+    pass to queue; the masks and textures drawn once every several steps (replaced by meta
+    rows here) may read too.
+    """
+    model = RecSem(**TINY)
+    meta = torch.device("meta")
+    defects = model.synthetic_defect
+    monkeypatch.setattr(defects, "_non_empty_masks", lambda count, height, width, device: torch.ones(
+        count, 1, height, width, dtype=torch.bool, device=device))
+    monkeypatch.setattr(defects, "_augmented_sources", lambda count, height, width, device: torch.empty(
+        count, 3, height, width, device=device))
+    # torch has no autocast state for the meta device; the training step asks for it.
+    autocast, autocast_enabled = torch.autocast, torch.is_autocast_enabled
+    monkeypatch.setattr(torch, "autocast", lambda device_type, **kwargs: contextlib.nullcontext()
+                        if device_type == "meta" else autocast(device_type, **kwargs))
+    monkeypatch.setattr(torch, "is_autocast_enabled", lambda *device: device != ("meta",)
+                        and autocast_enabled(*device))
+    model.model.to(meta)
+    batch = _batch()
+    terms = model.training_loss(batch.image.to(meta), batch.gt_label.to(meta))
+    terms["loss"].backward()
+    assert all(parameter.grad.device == meta for parameter in model.model.parameters())
 
 
 def test_channels_last_formats_the_networks() -> None:
