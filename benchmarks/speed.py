@@ -180,11 +180,11 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
     model.to(device)
     model.on_fit_start()
     optimizer = model.configure_optimizers()
-    # Training images kept on the device, and the defect flags beside them, as the in-memory
-    # training data gives them (so a read of the flags on the host would be timed and counted).
+    # Training images kept on the device and the defect flags on the host, as the in-memory
+    # training data gives them.
     stored = torch.rand(64, 3, image_size, image_size, device=device)
-    gather = lambda: (stored[torch.randint(0, 64, (batch,), device=device)],  # noqa: E731
-                      torch.rand(batch, device=device) < 0.5)
+    gather = lambda: (stored[torch.randint(0, 64, (batch,)).to(device, non_blocking=True)],  # noqa: E731
+                      torch.rand(batch) < 0.5)
     flops = step_flops(harness.recsem(preset, image_size=image_size).to(device), *gather())
     if device.type == "cuda":  # from here on, what one training process holds (its counted copy is gone)
         gc.collect()  # the counted copy sits in reference cycles; its GPU memory goes only with them

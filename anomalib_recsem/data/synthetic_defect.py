@@ -801,7 +801,8 @@ class SyntheticDefect(v2.Transform):
         Args:
             images: Float images ``(B, C, H, W)`` in ``[0, 1]``, ``C`` in ``{1, 3}``.
             apply_defect: Optional bool ``(B,)``: which images get a defect. ``None``
-                draws each with ``probability``.
+                draws each with ``probability``. Read on the host: flags on a GPU make it
+                wait for all the work queued there, so give them on the CPU.
 
         Returns:
             :class:`DefectBatch` with ``clean`` and ``defective`` ``(B, C, H, W)``,
@@ -823,29 +824,34 @@ class SyntheticDefect(v2.Transform):
         if apply_defect is None:
             selected = torch.rand(batch, generator=self.generator) < self.probability
         else:
-            selected = torch.as_tensor(apply_defect).detach()
+            selected = torch.as_tensor(apply_defect).detach().to("cpu").bool()
             if selected.shape != (batch,):
                 msg = f"apply_defect must have shape ({batch},), got {tuple(selected.shape)}"
                 raise ValueError(msg)
-        # The flags are never read on the host: on a GPU that read would wait for all the
-        # work queued before it, once a step. Every image is given a mask and a texture
-        # instead, and the flags zero the masks of those that get no defect.
-        selected = selected.to(images.device, non_blocking=True).bool()
         work = images.detach().float()
         if extra_mask is not None:  # moved by the same warp, then thresholded back to a mask
             work = torch.cat([work, extra_mask.to(work)], dim=1)
         work = self._light_affine(work)
         clean, warped_extra = (work[:, :-1], work[:, -1:] > 0.5) if extra_mask is not None else (work, None)  # noqa: PLR2004
         beta = _to(_uniform(batch, *self.blend_factor, self.generator), clean).view(-1, 1, 1, 1)
-        mask = (self._masks(batch, height, width, images.device) & selected.view(-1, 1, 1, 1)).float()
-        blended = torch.lerp(self._textures(clean), clean, beta)  # beta * clean + (1 - beta) * texture
-        defective = torch.lerp(clean, blended, mask)
+
+        mask = torch.zeros(batch, 1, height, width, device=images.device)
+        defective = clean.clone()
+        chosen = selected.nonzero().squeeze(1)
+        if chosen.numel() > 0:
+            chosen = chosen.to(images.device, non_blocking=True)
+            sub_mask = self._masks(chosen.numel(), height, width, images.device).float()
+            sub_clean = clean[chosen]
+            textures = self._textures(sub_clean)
+            blended = torch.lerp(textures, sub_clean, beta[chosen])  # beta * clean + (1 - beta) * texture
+            mask[chosen] = sub_mask
+            defective[chosen] = torch.lerp(sub_clean, blended, sub_mask)
         dtype = images.dtype
         result = DefectBatch(
             clean=clean.to(dtype),
             defective=defective.to(dtype),
             mask=mask.to(dtype),
-            label=selected.to(dtype),
+            label=_to(selected, images),
         )
         return result, warped_extra
 

@@ -269,6 +269,17 @@ class RecSem(SafeExportMixin, AnomalibModule):
         # The reconstruction is compared in the networks' normalised space, as the authors did.
         return self.loss(self.model.normalize(defects.clean), output, defects.mask)
 
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:  # noqa: ANN401
+        """Lightning's transfer, except that a training batch's defect flags stay where they are.
+
+        The in-memory training data gives them on the CPU. The defect synthesis reads them on
+        the host, which for flags on a GPU would wait for all the work queued there, once a step.
+        """
+        moved = super().transfer_batch_to_device(batch, device, dataloader_idx)
+        if self._trainer is not None and self.trainer.training and isinstance(batch, Batch):
+            moved.gt_label = batch.gt_label
+        return moved
+
     def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """One optimiser step: ``batch.gt_label`` marks the samples that get a synthetic defect.
 

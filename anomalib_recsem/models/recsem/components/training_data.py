@@ -35,7 +35,7 @@ class DefectEpochs(Dataset):
 
     Args:
         images: Training images ``(N, C, H, W)`` in ``[0, 1]``, at the model's size. Kept
-            as they are (any dtype and device); batches come out as float32 on that device.
+            as they are (any dtype and device); batches come out as float32 on that device, their flags on the CPU.
         positive: Copies of each image with a defect per epoch.
         negative: Copies of each image without one.
 
@@ -63,15 +63,15 @@ class DefectEpochs(Dataset):
             indices: Sample indices in ``[0, len(self))``.
 
         Returns:
-            ImageBatch: ``image`` ``(B, C, H, W)`` float32 and ``gt_label`` ``(B,)`` bool,
-            true for the samples that get a synthetic defect.
+            ImageBatch: ``image`` ``(B, C, H, W)`` float32 on the images' device and
+            ``gt_label`` ``(B,)`` bool on the CPU, true for the samples that get a synthetic
+            defect (read on the host, where reading them does not wait for a GPU).
         """
         index = torch.as_tensor(indices, dtype=torch.long)
         count = len(self.images)
         # Copied without waiting: a blocking copy to a GPU would wait for the previous step.
-        device = self.images.device
-        image = self.images[(index % count).to(device, non_blocking=True)].float()
-        return ImageBatch(image=image, gt_label=(index >= count * self.negative).to(device, non_blocking=True))
+        image = self.images[(index % count).to(self.images.device, non_blocking=True)].float()
+        return ImageBatch(image=image, gt_label=index >= count * self.negative)
 
     def __getitem__(self, index: int) -> ImageBatch:
         return self.__getitems__([index])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import types
 import warnings
 
 import lightning.pytorch as pl
@@ -228,9 +229,19 @@ def test_the_loss_and_its_gradients_never_read_the_device(monkeypatch: pytest.Mo
                         and autocast_enabled(*device))
     model.model.to(meta)
     batch = _batch()
-    terms = model.training_loss(batch.image.to(meta), batch.gt_label.to(meta))
+    terms = model.training_loss(batch.image.to(meta), batch.gt_label)  # flags on the host, as training gives them
     terms["loss"].backward()
     assert all(parameter.grad.device == meta for parameter in model.model.parameters())
+
+
+def test_training_batches_keep_their_defect_flags_on_the_host() -> None:
+    model = RecSem(**TINY)
+    meta = torch.device("meta")
+    for training in (True, False):
+        model._trainer = types.SimpleNamespace(training=training)  # noqa: SLF001
+        moved = model.transfer_batch_to_device(_batch(), meta, 0)
+        assert moved.image.device == meta
+        assert moved.gt_label.device == (torch.device("cpu") if training else meta)
 
 
 def test_channels_last_formats_the_networks() -> None:
