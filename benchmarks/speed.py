@@ -10,7 +10,9 @@ is named in every row):
   ``mfu`` = model FLOPs per step / seconds per step / the device's peak for that dtype
   (:data:`PEAK_TFLOPS`); model FLOPs are counted by ``torch.utils.flop_counter`` on one
   forward and backward pass. ``outside_share`` is the share of a step spent outside the
-  networks' forward and backward: gathering the batch and making the defects. On CUDA,
+  networks' forward and backward (gathering the batch and making the defects): 1 - the time
+  of the same steps on one batch whose defects were made once / the step's, both timed back to
+  back as training runs them, so that on a GPU only what keeps the device waiting counts. On CUDA,
   ``gpu_reserved_mb`` is the most memory PyTorch's allocator held for the training steps
   (``max_memory_reserved``; the CUDA context comes on top), which sizes the runs that share
   one GPU in ``gpu_campaign.py``.
@@ -429,18 +431,19 @@ def summarise(output: Path) -> Path:
         latest[(row["device"], row["model"], row["precision"], row["channels_last"], row["batch_size"])] = row
     lines += ["## Training step", "",
               ("| device | preset | px | batch | precision | channels-last | s/step | samples/s | MFU | outside fwd/bwd "
-               "| GPU memory | host syncs/step |"), "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+               "| synthesis alone | GPU memory | host syncs/step |"), "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in latest.values():
         if row["status"] != "ok":
             lines.append(f"| {row['device']} | {row['model']} | {row['image_size']} | {row['batch_size']} | "
-                         f"{row['precision']} | {row['channels_last']} | {row['status']}: {row['note'][:60]} | | | | | |")
+                         f"{row['precision']} | {row['channels_last']} | {row['status']}: {row['note'][:60]} | | | | | | |")
             continue
         memory = f"{float(row['gpu_reserved_mb']) / 1024:.1f} GiB" if row.get("gpu_reserved_mb") else "–"
         syncs = f"{float(row['host_syncs_per_step']):.1f}" if row.get("host_syncs_per_step") else "–"
+        alone = f"{100 * float(row['synthesis_share']):.1f} %" if row.get("synthesis_share") else "–"
         lines.append(
             f"| {row['device']} | {row['model']} | {row['image_size']} | {row['batch_size']} | {row['precision']} | "
             f"{row['channels_last']} | {float(row['seconds_per_step']):.3f} | {float(row['samples_per_second']):.1f} | "
-            f"{float(row['mfu']):.3f} | {100 * float(row['outside_share']):.1f} % | {memory} | {syncs} |")
+            f"{float(row['mfu']):.3f} | {100 * float(row['outside_share']):.1f} % | {alone} | {memory} | {syncs} |")
     defects = [row for row in synthesis if row.get("device")]
     if defects:
         lines += ["", "## Defect synthesis (batch of 8)", "",

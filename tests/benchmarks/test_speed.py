@@ -67,11 +67,12 @@ def test_cpu_peak_follows_clock_threads_and_bf16_instructions(
 def test_summary_gives_gpu_memory_where_a_row_measured_it(tmp_path: Path) -> None:
     measured = {"model": "recsem", "image_size": "256", "batch_size": "8", "precision": "bf16", "channels_last": "True",
                 "seconds_per_step": "0.1", "samples_per_second": "80", "mfu": "0.4", "outside_share": "0.02",
+                "synthesis_share": "0.03",
                 "status": "ok", "device": "NVIDIA H100 80GB HBM3", "gpu_reserved_mb": "9216"}
     harness.write_rows(tmp_path / "train_step.csv", [measured, measured | {"device": "CPU", "gpu_reserved_mb": ""}],
                        speed.TRAIN_COLUMNS)
     table = speed.summarise(tmp_path).read_text()
-    cells = "| recsem | 256 | 8 | bf16 | True | 0.100 | 80.0 | 0.400 | 2.0 % |"
+    cells = "| recsem | 256 | 8 | bf16 | True | 0.100 | 80.0 | 0.400 | 2.0 % | 3.0 % |"
     assert f"| NVIDIA H100 80GB HBM3 {cells} 9.0 GiB |" in table
     assert f"| CPU {cells} – |" in table
 
