@@ -12,7 +12,8 @@ is named in every row):
   forward and backward pass. ``outside_share`` is the share of a step spent outside the
   networks' forward and backward (gathering the batch and making the defects): 1 - the time
   of the same steps on one batch whose defects were made once / the step's, both timed back to
-  back as training runs them, so that on a GPU only what keeps the device waiting counts. On CUDA,
+  back as training runs them, so that on a GPU only what keeps the device waiting counts;
+  ``lightning_outside_share`` is the same against steps of ``Trainer.fit``. On CUDA,
   ``gpu_reserved_mb`` is the most memory PyTorch's allocator held for the training steps
   (``max_memory_reserved``; the CUDA context comes on top), which sizes the runs that share
   one GPU in ``gpu_campaign.py``.
@@ -43,8 +44,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
+from anomalib.data import ImageBatch, ImageItem  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from anomalib_recsem import SyntheticDefect  # noqa: E402
@@ -93,6 +97,7 @@ TRAIN_COLUMNS = (
     "memory_method", "threads", "reps", "warmup", "status", "note",
     "precision", "channels_last", "compile", "samples_per_second", "step_tflop", "peak_tflops", "mfu",
     "outside_share", "gpu_reserved_mb", "host_syncs_per_step", "device", "finished_at", "networks_seconds_per_step",
+    "lightning_seconds_per_step", "lightning_outside_share",
 )
 DEFECT_COLUMNS = (
     "generator", "source", "cache", "image_size", "batch_size", "probability", "ms_per_batch", "ms_per_image",
@@ -166,6 +171,41 @@ def step_flops(model: harness.RecSem, images: torch.Tensor, flags: torch.Tensor)
     return float(counter.get_total_flops())
 
 
+#: Training images the Lightning steps cycle through: an epoch of the paper's 2 + 2 copies in
+#: batches of 8 is then 128 steps, so the epoch boundary's work weighs about as much as in a run.
+LIGHTNING_IMAGES = 256
+
+
+class StepClock(pl.Callback):
+    """The wall-clock time at the start of every training batch."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+
+    def on_train_batch_start(self, *_: Any) -> None:  # noqa: ANN401
+        self.starts.append(time.perf_counter())
+
+
+def lightning_seconds_per_step(model: harness.RecSem, image_size: int, batch: int, precision: str,
+                               device: torch.device, steps: int, warmup: int) -> float:
+    """Mean seconds of ``steps`` steps of ``Trainer.fit`` after ``warmup``: the step as training runs it.
+
+    Everything Lightning and RecSem add to :func:`time_training`'s step is in it: the hooks,
+    logging, the finite-loss check, the optimiser's closure, the in-memory training data and the
+    epoch boundaries. The host reads the loss at every step's finite check, so it never runs
+    more than a step ahead, and the time between batch starts is the device's pace.
+    """
+    generator = torch.Generator().manual_seed(0)
+    items = [ImageItem(image=torch.rand(3, image_size, image_size, generator=generator), gt_label=torch.tensor(0))
+             for _ in range(LIGHTNING_IMAGES)]
+    clock = StepClock()
+    trainer = pl.Trainer(accelerator=device.type, devices=1, max_steps=warmup + steps + 1, limit_val_batches=0,
+                         precision="32-true" if precision == "fp32" else "bf16-mixed", callbacks=[clock], logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, train_dataloaders=DataLoader(items, batch_size=batch, collate_fn=ImageBatch.collate))
+    return (clock.starts[warmup + steps] - clock.starts[warmup]) / steps
+
+
 def time_training(preset: str, image_size: int, batch: int, precision: str, channels_last: bool,
                   device: torch.device, steps: int, warmup: int) -> dict[str, Any]:
     """Time ``steps`` training steps after ``warmup`` (compilation happens in the warm-up).
@@ -233,13 +273,16 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
     model.synthetic_defect.synthesize = lambda *_, **__: made  # type: ignore[method-assign]
     networks_seconds = mean_step(lambda: (images, flags))
     model.synthetic_defect.synthesize = synthesize  # type: ignore[method-assign]
-    syncs: dict[str, float] = {}
+    measured: dict[str, float] = {}
     if device.type == "cuda":
+        measured["gpu_reserved_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
         try:
-            syncs["host_syncs_per_step"] = count_host_syncs(lambda: step(gather), SYNC_COUNT_STEPS)
+            measured["host_syncs_per_step"] = count_host_syncs(lambda: step(gather), SYNC_COUNT_STEPS)
         except Exception as error:  # noqa: BLE001  the timings above stand without the count
             print(f"host syncs not counted: {type(error).__name__}: {error}", flush=True)  # noqa: T201
-            syncs["host_syncs_per_step"] = float("nan")
+            measured["host_syncs_per_step"] = float("nan")
+    # Last: Lightning's teardown moves the model back to the CPU.
+    lightning_seconds = lightning_seconds_per_step(model, image_size, batch, precision, device, steps, warmup)
     tf32 = dtype == torch.float32 and device.type == "cuda" and torch.backends.cudnn.allow_tf32
     peak = peak_tflops(device, "bf16" if dtype != torch.float32 else "tf32" if tf32 else "fp32")
     return {
@@ -250,6 +293,8 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         "synthesis_share": statistics.mean(outside) / seconds,
         "networks_seconds_per_step": networks_seconds,
         "outside_share": 1 - networks_seconds / seconds,
+        "lightning_seconds_per_step": lightning_seconds,
+        "lightning_outside_share": 1 - networks_seconds / lightning_seconds,
         "step_tflop": flops / 1e12,
         "gflops": flops / 3 / batch / 1e9,  # forward, per image
         "peak_tflops": peak,
@@ -258,7 +303,7 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         "augmenter": f"SyntheticDefect({harness.texture_label(model.anomaly_source)})",
         "note": "convolutions in TF32 (cuDNN's default; matrix products stay fp32); MFU against the TF32 peak"
                 if tf32 else "",
-    } | ({"gpu_reserved_mb": torch.cuda.max_memory_reserved(device) / 2**20} if device.type == "cuda" else {}) | syncs
+    } | measured
 
 
 def run_train(args: argparse.Namespace, device: torch.device) -> None:
@@ -431,19 +476,23 @@ def summarise(output: Path) -> Path:
         latest[(row["device"], row["model"], row["precision"], row["channels_last"], row["batch_size"])] = row
     lines += ["## Training step", "",
               ("| device | preset | px | batch | precision | channels-last | s/step | samples/s | MFU | outside fwd/bwd "
-               "| synthesis alone | GPU memory | host syncs/step |"), "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+               "| in Lightning | synthesis alone | GPU memory | host syncs/step |"),
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in latest.values():
         if row["status"] != "ok":
             lines.append(f"| {row['device']} | {row['model']} | {row['image_size']} | {row['batch_size']} | "
-                         f"{row['precision']} | {row['channels_last']} | {row['status']}: {row['note'][:60]} | | | | | | |")
+                         f"{row['precision']} | {row['channels_last']} | {row['status']}: {row['note'][:60]} |"
+                         + " |" * 7)
             continue
         memory = f"{float(row['gpu_reserved_mb']) / 1024:.1f} GiB" if row.get("gpu_reserved_mb") else "–"
         syncs = f"{float(row['host_syncs_per_step']):.1f}" if row.get("host_syncs_per_step") else "–"
-        alone = f"{100 * float(row['synthesis_share']):.1f} %" if row.get("synthesis_share") else "–"
+        alone, fitting = (f"{100 * float(row[key]):.1f} %" if row.get(key) else "–"
+                          for key in ("synthesis_share", "lightning_outside_share"))
         lines.append(
             f"| {row['device']} | {row['model']} | {row['image_size']} | {row['batch_size']} | {row['precision']} | "
             f"{row['channels_last']} | {float(row['seconds_per_step']):.3f} | {float(row['samples_per_second']):.1f} | "
-            f"{float(row['mfu']):.3f} | {100 * float(row['outside_share']):.1f} % | {alone} | {memory} | {syncs} |")
+            f"{float(row['mfu']):.3f} | {100 * float(row['outside_share']):.1f} % | {fitting} | {alone} | {memory} | "
+            f"{syncs} |")
     defects = [row for row in synthesis if row.get("device")]
     if defects:
         lines += ["", "## Defect synthesis (batch of 8)", "",
