@@ -19,7 +19,8 @@ then run one command there, carrying ``.gpu`` and ``.whl``; what it measures lan
    textures, scikit-image's photographs and the carried DTD subset, 128 and 256 px); then the
    paper configuration and CPU preset, fp32 and bf16 with channels-last off and on, then
    bf16 + compile with channels-last on (last, as each compiles afresh), each with the GPU
-   memory it held (a third of the budget; cells run until the slice is spent).
+   memory it held, its host waits per step and the same steps run by ``Trainer.fit`` (a third
+   of the budget; cells run until the slice is spent).
 2. ``curves.py`` on magnetic_tile pre-resized to 256 px: RecSem with the paper's settings
    (bf16 mixed precision) and stock Draem (widths 128/64, same precision), seeds 0-2, all six
    runs side by side on the one GPU, each until it must stop to record its last point before
