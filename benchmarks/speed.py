@@ -493,6 +493,10 @@ def summarise(output: Path) -> Path:
             f"{row['channels_last']} | {float(row['seconds_per_step']):.3f} | {float(row['samples_per_second']):.1f} | "
             f"{float(row['mfu']):.3f} | {100 * float(row['outside_share']):.1f} % | {fitting} | {alone} | {memory} | "
             f"{syncs} |")
+    lines += ["", "Outside fwd/bwd and in Lightning: 1 - the time of the same steps on one batch whose defects were "
+              "made once / the time of the step (timed steps, or steps of `Trainer.fit`), all run back to back; on a "
+              "CPU, where nothing overlaps, within a few percent of noise either way. Synthesis alone: gathering "
+              "and synthesis timed alone, each call waited for, over a step."]
     defects = [row for row in synthesis if row.get("device")]
     if defects:
         lines += ["", "## Defect synthesis (batch of 8)", "",
