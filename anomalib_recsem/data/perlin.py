@@ -124,9 +124,10 @@ def perlin_noise_2d(
     # Read where the resolutions were drawn (the CPU, in the synthesis), so a GPU is not made to wait.
     table_h = int(res_y.max()) + 1
     table_w = int(res_x.max()) + 1
-    res_y, res_x = res_y.to(device), res_x.to(device)
+    # Copied without waiting: a blocking copy to a GPU waits for all the work queued there.
+    res_y, res_x = res_y.to(device, non_blocking=True), res_x.to(device, non_blocking=True)
     angles = torch.rand(num, table_h, table_w, generator=generator, dtype=dtype)
-    angles = (angles * (2 * math.pi)).to(device)
+    angles = (angles * (2 * math.pi)).to(device, non_blocking=True)
     grad_y, grad_x = torch.cos(angles), torch.sin(angles)
 
     row_corners, row_weight, row_offset = _axis_weights(res_y, height, dtype)  # (N, H, 2) each

@@ -120,7 +120,7 @@ def _value_noise(
         if lattice != finest:
             grid = resize_bilinear(grid, finest, finest)  # noqa: PLW2901
         total += weights[:, octave].view(count, 1, 1, 1) * grid
-    total = total.to(device)
+    total = total.to(device, non_blocking=True)  # a blocking copy would wait for the GPU
     # Normalise on the small lattice (cheap) rather than on the upsampled image.
     mean = total.mean(dim=(2, 3), keepdim=True)
     std = (total - mean).square().mean(dim=(2, 3), keepdim=True).sqrt().clamp_min(1e-6)
@@ -190,7 +190,7 @@ def _render_layer(
         index = order[start : start + num]
         target = out[start : start + num]
         start += num
-        p = {key: params[key][index].to(device) for key in _FAMILY_KEYS[family]}
+        p = {key: params[key][index].to(device, non_blocking=True) for key in _FAMILY_KEYS[family]}
         low = p["colours"][:, 0].view(num, 3, 1, 1)
         if family == _COLOUR_NOISE:
             noise = _value_noise(num, 3, height, width, generator, device)
@@ -224,7 +224,7 @@ def _render_layer(
         # Map the [-1, 1] field onto a random two-colour ramp.
         high = p["colours"][:, 1].view(num, 3, 1, 1)
         torch.lerp(low, high, field.add_(1).mul_(0.5), out=target)
-    return out[order.argsort().to(device)]
+    return out[order.argsort().to(device, non_blocking=True)]
 
 
 def procedural_textures(
@@ -265,8 +265,8 @@ def procedural_textures(
     mixed = (mix_weight > 0).nonzero().squeeze(1)
     if mixed.numel() > 0:
         overlay = _render_layer({k: v[mixed] for k, v in second.items()}, render_h, render_w, generator, device)
-        weight = mix_weight[mixed].to(device).view(-1, 1, 1, 1)
-        rows = mixed.to(device)
+        weight = mix_weight[mixed].to(device, non_blocking=True).view(-1, 1, 1, 1)
+        rows = mixed.to(device, non_blocking=True)
         textures[rows] = torch.lerp(textures[rows], overlay, weight)
     return resize_bilinear(textures, height, width)
 
@@ -412,7 +412,7 @@ class TextureFolder:
         """
         if (height, width) == (self.size, self.size):
             # Moved as uint8, a quarter of the bytes, and scaled on the device.
-            return self.load(indices).to(device).float().div_(255)
+            return self.load(indices).to(device, non_blocking=True).float().div_(255)
         # Resized once per texture and kept: at 128 px on 2 CPU cores, the antialiased resize
         # of a batch's textures took about 1 ms of the 6-7 ms that its synthesis took.
         cache = self._resized.setdefault((height, width), {})
@@ -425,7 +425,7 @@ class TextureFolder:
                 self._cache.pop(index)  # drawn at this size from now on
         if not wanted:
             return torch.zeros(0, 3, height, width, device=device)
-        return torch.from_numpy(np.stack([cache[i].numpy() for i in wanted])).to(device)
+        return torch.from_numpy(np.stack([cache[i].numpy() for i in wanted])).to(device, non_blocking=True)
 
 
 #: Photographs bundled with scikit-image (installed with anomalib), read from its ``data``
