@@ -481,7 +481,8 @@ def augment_sources(sources: Tensor, num_augmentations: int, generator: torch.Ge
             rows = [row for row, op in enumerate(drawn) if op == index]
             # Consecutive rows are a view: no gather, and one copy back.
             consecutive = rows[-1] - rows[0] + 1 == len(rows)
-            where = slice(rows[0], rows[-1] + 1) if consecutive else torch.tensor(rows, device=sources.device)
+            where = (slice(rows[0], rows[-1] + 1) if consecutive
+                     else torch.tensor(rows).to(sources.device, non_blocking=True))
             out[where] = ops[index](out[where], generator).clamp_(0, 1)
     return out
 

@@ -280,6 +280,29 @@ class RecSem(SafeExportMixin, AnomalibModule):
             moved.gt_label = batch.gt_label
         return moved
 
+    def check_finite_loss(self, terms: dict[str, torch.Tensor]) -> None:
+        """Stop before the backward pass when a loss term is NaN or infinite.
+
+        The training step's one read on the host. On a GPU it waits for the forward pass,
+        after which the host still has the whole backward pass to queue while the device
+        catches up.
+
+        Args:
+            terms: :meth:`training_loss`'s output.
+
+        Raises:
+            FloatingPointError: If a term is not finite; the weights have not changed.
+        """
+        if bool(torch.isfinite(torch.stack([value.detach() for value in terms.values()])).all()):
+            return
+        report = ", ".join(f"{name}={value.item():.4g}" for name, value in terms.items())
+        msg = (
+            f"RecSem training loss is not finite at epoch {self.current_epoch}, step {self.global_step} "
+            f"({report}). The weights were not updated with it. Lower learning_rate (now {self.learning_rate:g}; "
+            f"any positive float, 1e-3 in the paper) or check the training images."
+        )
+        raise FloatingPointError(msg)
+
     def training_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """One optimiser step: ``batch.gt_label`` marks the samples that get a synthetic defect.
 
@@ -297,16 +320,7 @@ class RecSem(SafeExportMixin, AnomalibModule):
         """
         del args, kwargs
         terms = self.training_loss(batch.image, batch.gt_label)
-        # The step's one read on the host. On a GPU it waits for the forward pass; here the
-        # host then still has the whole backward pass to queue while the device catches up.
-        if not bool(torch.isfinite(torch.stack([value.detach() for value in terms.values()])).all()):
-            report = ", ".join(f"{name}={value.item():.4g}" for name, value in terms.items())
-            msg = (
-                f"RecSem training loss is not finite at epoch {self.current_epoch}, step {self.global_step} "
-                f"({report}). The weights were not updated with it. Lower learning_rate (now {self.learning_rate:g}; "
-                f"any positive float, 1e-3 in the paper) or check the training images."
-            )
-            raise FloatingPointError(msg)
+        self.check_finite_loss(terms)
         batch_size = batch.image.shape[0]
         self.log("train_loss", terms["loss"], on_step=True, on_epoch=True, prog_bar=True, batch_size=batch_size,
                  sync_dist=True)

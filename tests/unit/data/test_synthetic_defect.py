@@ -40,6 +40,7 @@ from anomalib_recsem.data.synthetic_defect import (
     filter_components,
 )
 from anomalib_recsem.data.texture_bank import PhotoCrops, procedural_textures
+from tests.host_waits import BlockingCopies, draw_meta_rows
 from benchmarks.harness import SHARED_DATASETS
 
 DTD_ROOT = SHARED_DATASETS / "dtd"
@@ -254,23 +255,27 @@ def test_masks_and_textures_are_drawn_ahead_and_served_in_order(monkeypatch: pyt
     assert drawn[-1] == 4
 
 
-def test_synthesis_never_reads_the_images_on_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    # On a GPU such a read waits for all the work queued before it. Meta tensors hold no
-    # data, so any read of them fails. The flags come on the CPU, as training gives them;
-    # the masks and textures are drawn ahead once every several calls, and that draw is
-    # replaced by meta rows here.
+def test_synthesis_never_waits_for_the_images_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    # On a GPU, reading there or a blocking copy there waits for all the work queued before
+    # it. The flags come on the CPU, as training gives them; the masks and textures drawn
+    # ahead once every several calls are meta rows here (their draw reads on the host).
     transform = SyntheticDefect(seed=0)
-    meta = torch.device("meta")
-    monkeypatch.setattr(transform, "_non_empty_masks",
-                        lambda count, height, width, device: torch.ones(count, 1, height, width, dtype=torch.bool,
-                                                                        device=device))
-    monkeypatch.setattr(transform, "_augmented_sources",
-                        lambda count, height, width, device: torch.empty(count, 3, height, width, device=device))
-    images, flags = _images(batch=4).to(meta), torch.tensor([True, False, True, True])
+    draw_meta_rows(monkeypatch, transform)
+    images, flags = _images(batch=4).to("meta"), torch.tensor([True, False, True, True])
     for channels in (3, 1):
-        batch = transform.synthesize(images[:, :channels], flags)
+        with BlockingCopies() as copies:
+            batch = transform.synthesize(images[:, :channels], flags)
+        assert copies.found == []
         assert batch.defective.shape == (4, channels, SIZE, SIZE)
-        assert batch.mask.device == batch.label.device == meta
+        assert batch.mask.device == batch.label.device == torch.device("meta")
+
+
+def test_drawing_masks_and_textures_copies_onto_the_device_without_waiting() -> None:
+    # Their parameters are drawn on the CPU (one generator for every device).
+    with BlockingCopies() as copies:
+        perlin_noise_2d(2 ** torch.randint(0, 5, (4, 2)), SIZE, SIZE, device="meta")
+        procedural_textures(6, SIZE, SIZE, None, torch.device("meta"))
+    assert copies.found == []
 
 
 def test_light_augmentation() -> None:

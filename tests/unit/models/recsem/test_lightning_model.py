@@ -21,6 +21,7 @@ from anomalib_recsem.data.texture_bank import PhotoCrops
 from anomalib_recsem.models.recsem.components.resize import AntialiasedPreProcessor
 from anomalib_recsem.models.recsem.lightning_model import warmup_cosine
 from anomalib_recsem.presets import model_arguments
+from tests.host_waits import BlockingCopies, draw_meta_rows
 
 TINY = model_arguments("recsem_tiny")
 
@@ -206,32 +207,28 @@ def test_non_finite_loss_stops_before_the_weights_change(monkeypatch: pytest.Mon
         model.training_step(_batch(), 0)
 
 
-def test_the_loss_and_its_gradients_never_read_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a GPU a read on the host waits for all the work queued before it.
+def test_the_loss_and_its_gradients_never_wait_for_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU, reading there or a blocking copy there waits for all the work queued before it.
 
-    Meta tensors hold no data, so any such read fails. The one read a step makes is its
-    finite-loss check, after the forward pass, where the host still has the whole backward
-    pass to queue; the masks and textures drawn once every several steps (replaced by meta
-    rows here) may read too.
+    With meta tensors (no data) any read fails. The one read a step makes is its finite-loss
+    check, after the forward pass (:meth:`RecSem.check_finite_loss`); the masks and textures
+    drawn once every several steps (meta rows here) read too.
     """
     model = RecSem(**TINY)
-    meta = torch.device("meta")
-    defects = model.synthetic_defect
-    monkeypatch.setattr(defects, "_non_empty_masks", lambda count, height, width, device: torch.ones(
-        count, 1, height, width, dtype=torch.bool, device=device))
-    monkeypatch.setattr(defects, "_augmented_sources", lambda count, height, width, device: torch.empty(
-        count, 3, height, width, device=device))
+    draw_meta_rows(monkeypatch, model.synthetic_defect)
     # torch has no autocast state for the meta device; the training step asks for it.
     autocast, autocast_enabled = torch.autocast, torch.is_autocast_enabled
     monkeypatch.setattr(torch, "autocast", lambda device_type, **kwargs: contextlib.nullcontext()
                         if device_type == "meta" else autocast(device_type, **kwargs))
     monkeypatch.setattr(torch, "is_autocast_enabled", lambda *device: device != ("meta",)
                         and autocast_enabled(*device))
-    model.model.to(meta)
-    batch = _batch()
-    terms = model.training_loss(batch.image.to(meta), batch.gt_label)  # flags on the host, as training gives them
-    terms["loss"].backward()
-    assert all(parameter.grad.device == meta for parameter in model.model.parameters())
+    model.model.to("meta")
+    images, flags = _batch().image.to("meta"), _batch().gt_label  # flags on the host, as in training
+    with BlockingCopies() as copies:
+        terms = model.training_loss(images, flags)
+        terms["loss"].backward()
+    assert copies.found == []
+    assert all(parameter.grad.device == torch.device("meta") for parameter in model.model.parameters())
 
 
 def test_training_batches_keep_their_defect_flags_on_the_host() -> None:

@@ -6,6 +6,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from anomalib_recsem.models.recsem.components.training_data import DefectEpochs, keep_batch
+from tests.host_waits import BlockingCopies
 
 
 def _epoch(images: int, positive: int, negative: int, batch_size: int = 8) -> list:
@@ -44,7 +45,9 @@ def test_a_step_sees_nearly_as_many_distinct_images_as_the_authors() -> None:
 def test_images_come_from_their_device_and_the_defect_flags_from_the_host() -> None:
     # The defect synthesis reads the flags on the host; on a GPU that read would wait for it.
     stored = torch.empty(6, 3, 2, 2, dtype=torch.float16, device="meta")
-    batch = DefectEpochs(stored, positive=1, negative=1).__getitems__([0, 7, 11])
+    with BlockingCopies() as copies:  # a blocking copy to a GPU would wait for the last step
+        batch = DefectEpochs(stored, positive=1, negative=1).__getitems__([0, 7, 11])
+    assert copies.found == []
     assert batch.image.device == torch.device("meta") and batch.image.dtype == torch.float32
     assert batch.gt_label.device == torch.device("cpu")
     assert batch.gt_label.tolist() == [False, True, True]
