@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import math
 import statistics
 import sys
 import time
@@ -84,6 +85,8 @@ CPU_FLOPS_PER_CYCLE: tuple[tuple[str, str, dict[str, int]], ...] = (
 #: A pause between two rows of ``synthesis_revisions.csv`` that ends an invocation: within one,
 #: rows are seconds apart (a round, or starting the next size's processes).
 PAUSE = timedelta(minutes=2)
+#: Timed steps in a row before the networks alone take a turn (see :func:`time_training`).
+INTERLEAVED_STEPS = 8
 #: Training steps over which host syncs are counted on a GPU: about one draw of masks and
 #: textures ahead, and few enough to leave the campaign's speed slice to the timings.
 SYNC_COUNT_STEPS = 16
@@ -219,7 +222,7 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
     Means, not medians: about one step in 16 also draws the next 64 defects' masks and
     textures (:class:`~anomalib_recsem.data.draw_ahead.DrawAhead`), and a median would
     leave it out. ``outside_share`` compares the steps with the same steps on one batch
-    whose defects were made once; ``synthesis_share`` is gathering and synthesis timed
+    whose defects were made once, timed in turns; ``synthesis_share`` is gathering and synthesis timed
     alone, waited for, over a step: their cost if nothing overlapped them.
     """
     dtype, compiled = PRECISIONS[precision]
@@ -248,16 +251,16 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    def mean_step(batch: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> float:
+    def run_steps(batch: Callable[[], tuple[torch.Tensor, torch.Tensor]], count: int) -> float:
         # Back to back, waited for only at the end: a GPU's host queues the next step's work
         # while the device runs the last one, as in training, so only the work that keeps the
         # device waiting costs time.
         _sync(device)
         started = time.perf_counter()
-        for _ in range(steps):
+        for _ in range(count):
             step(batch)
         _sync(device)
-        return (time.perf_counter() - started) / steps
+        return time.perf_counter() - started
 
     # Past the first, growing draws of masks and textures (4 rows, then 8, ... up to 64), so
     # the timed steps see what the rest of a run sees: one draw of 64 every 16 steps or so.
@@ -265,7 +268,6 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         synthesize(stored[:8], torch.ones(8, dtype=torch.bool))
     for _ in range(warmup):
         step(gather)
-    seconds = mean_step(gather)
     # Gathering and synthesis alone, each waited for: their cost if nothing overlapped them.
     outside: list[float] = []
     for _ in range(steps):
@@ -274,12 +276,19 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         synthesize(*gather())
         _sync(device)
         outside.append(time.perf_counter() - started)
-    # The networks alone: the same steps on one batch whose defects were made once.
+    # The steps, and the networks alone (the same steps on one batch whose defects were made
+    # once), in alternating blocks: on a shared CPU whose speed drifts by 10 % within minutes,
+    # both then see the same machine.
     images, flags = gather()
     made = synthesize(images, flags)
-    model.synthetic_defect.synthesize = lambda *_, **__: made  # type: ignore[method-assign]
-    networks_seconds = mean_step(lambda: (images, flags))
-    model.synthetic_defect.synthesize = synthesize  # type: ignore[method-assign]
+    block = min(steps, INTERLEAVED_STEPS)
+    blocks = math.ceil(steps / block)
+    seconds = networks_seconds = 0.0
+    for _ in range(blocks):
+        seconds += run_steps(gather, block) / (block * blocks)
+        model.synthetic_defect.synthesize = lambda *_, **__: made  # type: ignore[method-assign]
+        networks_seconds += run_steps(lambda: (images, flags), block) / (block * blocks)
+        model.synthetic_defect.synthesize = synthesize  # type: ignore[method-assign]
     measured: dict[str, float] = {}
     if device.type == "cuda":
         measured["gpu_reserved_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
