@@ -35,7 +35,8 @@ class DefectEpochs(Dataset):
 
     Args:
         images: Training images ``(N, C, H, W)`` in ``[0, 1]``, at the model's size. Kept
-            as they are (any dtype and device); batches come out as float32 on that device, their flags on the CPU.
+            as they are (any dtype and device); batches come out as float32 on that
+            device, their flags on the CPU.
         positive: Copies of each image with a defect per epoch.
         negative: Copies of each image without one.
 
