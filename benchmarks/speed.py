@@ -222,8 +222,8 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
     Means, not medians: about one step in 16 also draws the next 64 defects' masks and
     textures (:class:`~anomalib_recsem.data.draw_ahead.DrawAhead`), and a median would
     leave it out. ``outside_share`` compares the steps with the same steps on one batch
-    whose defects were made once, timed in turns; ``synthesis_share`` is gathering and synthesis timed
-    alone, waited for, over a step: their cost if nothing overlapped them.
+    whose defects were made once, timed in turns; ``synthesis_share`` is gathering and
+    synthesis timed alone, waited for, over a step: their cost if nothing overlapped them.
     """
     dtype, compiled = PRECISIONS[precision]
     torch.manual_seed(0)
