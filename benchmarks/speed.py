@@ -179,24 +179,38 @@ def step_flops(model: harness.RecSem, images: torch.Tensor, flags: torch.Tensor)
 #: in batches of 8 is then 128 steps, more than a cell's Lightning steps, which so see no epoch
 #: boundary (on magnetic_tile, 761 images, an epoch of the paper's 2 + 2 copies is 380 steps).
 LIGHTNING_IMAGES = 512
-#: Steps before the timed ones in a fit: every epoch starts its draws of masks and textures
-#: afresh (for an exact resume), and they take about this many steps to grow to their full size.
-DRAW_GROWTH_STEPS = 32
+
+
+def grow_draws(model: harness.RecSem, images: torch.Tensor) -> None:
+    """Take the draws of masks and textures past their first, growing sizes (8 rows, then 16, ... 64).
+
+    So the timed steps see what the rest of a run sees: one draw of 64 every 16 steps or so.
+    """
+    for _ in range(16):
+        model.synthetic_defect.synthesize(images, torch.ones(len(images), dtype=torch.bool))
 
 
 class StepClock(pl.Callback):
-    """The wall-clock time at the start of every training batch."""
+    """The wall-clock time at the start of every training batch.
+
+    Before the first, it grows the draws of masks and textures (:func:`grow_draws`), which
+    every epoch start discards, as :func:`time_training` does before its steps.
+    """
 
     def __init__(self) -> None:
         self.starts: list[float] = []
 
-    def on_train_batch_start(self, *_: Any) -> None:  # noqa: ANN401
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: harness.RecSem, batch: ImageBatch,
+                             batch_idx: int) -> None:
+        del trainer, batch_idx
+        if not self.starts:
+            grow_draws(pl_module, batch.image)
         self.starts.append(time.perf_counter())
 
 
 def lightning_seconds_per_step(model: harness.RecSem, image_size: int, batch: int, precision: str,
                                device: torch.device, steps: int, warmup: int) -> float:
-    """Mean seconds of ``steps`` steps of ``Trainer.fit`` after ``warmup`` and the draws' growth.
+    """Mean seconds of ``steps`` steps of ``Trainer.fit`` after ``warmup``.
 
     Everything Lightning and RecSem add to :func:`time_training`'s step is in it: the hooks,
     logging and the optimiser's closure, with the in-memory training data; not the epoch's
@@ -207,12 +221,11 @@ def lightning_seconds_per_step(model: harness.RecSem, image_size: int, batch: in
     items = [ImageItem(image=torch.rand(3, image_size, image_size, generator=generator), gt_label=torch.tensor(0))
              for _ in range(LIGHTNING_IMAGES)]
     clock = StepClock()
-    first = warmup + DRAW_GROWTH_STEPS
-    trainer = pl.Trainer(accelerator=device.type, devices=1, max_steps=first + steps + 1, limit_val_batches=0,
+    trainer = pl.Trainer(accelerator=device.type, devices=1, max_steps=warmup + steps + 1, limit_val_batches=0,
                          precision="32-true" if precision == "fp32" else "bf16-mixed", callbacks=[clock], logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(model, train_dataloaders=DataLoader(items, batch_size=batch, collate_fn=ImageBatch.collate))
-    return (clock.starts[first + steps] - clock.starts[first]) / steps
+    return (clock.starts[warmup + steps] - clock.starts[warmup]) / steps
 
 
 def time_training(preset: str, image_size: int, batch: int, precision: str, channels_last: bool,
@@ -262,10 +275,7 @@ def time_training(preset: str, image_size: int, batch: int, precision: str, chan
         _sync(device)
         return time.perf_counter() - started
 
-    # Past the first, growing draws of masks and textures (4 rows, then 8, ... up to 64), so
-    # the timed steps see what the rest of a run sees: one draw of 64 every 16 steps or so.
-    for _ in range(16):
-        synthesize(stored[:8], torch.ones(8, dtype=torch.bool))
+    grow_draws(model, stored[:8])
     for _ in range(warmup):
         step(gather)
     # Gathering and synthesis alone, each waited for: their cost if nothing overlapped them.
