@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F  # noqa: N812
 from anomalib.data import InferenceBatch
 
+from anomalib_recsem.models.recsem.loss import RecSemLoss
 from anomalib_recsem.models.recsem.torch_model import (
     RecSemModel,
     RecSemOutput,
@@ -106,9 +106,24 @@ def test_image_score_is_top_k_mean_of_mean_filtered_map() -> None:
     # Border pixels are pulled towards zero by the zero padding.
     corner = torch.zeros(1, 1, 64, 64)
     corner[0, 0, :2, :2] = 1.0
-    expected = F.avg_pool2d(corner, 3, 1, 1, count_include_pad=True).flatten().topk(2).values.mean()
-    assert model.image_score(corner).item() == pytest.approx(expected.item())
+    # The 3x3 windows centred on the 2x2 corner block's own pixels each hold its 4 ones (the rest is
+    # padding or zeros), so the best two read 4/9 each.
     assert model.image_score(corner).item() == pytest.approx(4 / 9)
+
+
+def test_the_map_marks_what_the_loss_trains_as_defect() -> None:
+    # Logits the focal loss finds confidently right for a mask give that mask as the anomaly map, and
+    # the image with the marked patch the higher score: with the channels swapped on either side, the
+    # model would score every image upside down and still train.
+    model = RecSemModel((64, 64), score_kernel_size=3, score_top_k=4, **TINY)
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[1, :, 20:30, 20:30] = 1
+    logits = torch.cat([4 - 8 * mask, 8 * mask - 4], dim=1)  # +-4: softmax 0.9997 on the masked side
+    assert RecSemLoss().focal(torch.softmax(logits, dim=1), mask).item() < 1e-6
+    prediction = model.predict(logits)
+    assert torch.allclose(prediction.anomaly_map, mask.squeeze(1), atol=1e-3)
+    assert prediction.pred_score[1] > 0.99
+    assert prediction.pred_score[0] < 0.01
 
 
 @pytest.mark.parametrize(("size", "kernel"), [((256, 256), 21), ((128, 128), 11), ((64, 64), 5),
