@@ -34,7 +34,7 @@ from anomalib_recsem.data.synthetic_defect import SyntheticDefect
 from anomalib_recsem.data.validation import DataValidation
 from anomalib_recsem.options import check_choice, check_flag, check_integer, check_number
 
-from .components.checkpoint import CheckpointMismatchError, check_checkpoint_matches
+from .components.checkpoint import CheckedCheckpointMixin
 from .components.export import SafeExportMixin
 from .components.health import ReconstructionError, ReconstructionSpread, ResidualAUROC
 from .components.random_streams import RandomStreams
@@ -70,7 +70,7 @@ def warmup_cosine(epoch: int, total_epochs: int, warmup_epochs: int = 20, floor:
     return max(floor, 0.5 * (1.0 + math.cos(math.pi * (current - warmup_epochs) / (total_epochs - warmup_epochs))))
 
 
-class RecSem(SafeExportMixin, AnomalibModule):
+class RecSem(CheckedCheckpointMixin, SafeExportMixin, AnomalibModule):
     """RecSem: reconstruction through prototype memory, then semantic difference discrimination.
 
     Training needs only defect-free images. Each epoch holds every training image
@@ -388,22 +388,6 @@ class RecSem(SafeExportMixin, AnomalibModule):
         if not math.isfinite(steps) or not per_epoch or not math.isfinite(per_epoch):
             return self.trainer.max_epochs or 0
         return math.ceil(steps * self.trainer.accumulate_grad_batches / per_epoch)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Fail clearly, naming the file, when a checkpoint's network does not fit this model."""
-        path = self.trainer.ckpt_path if self._trainer is not None else None
-        check_checkpoint_matches(self, checkpoint, path=path)
-
-    @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: str | Path, *args: Any, **kwargs: Any) -> RecSem:  # noqa: ANN401
-        """anomalib's loader; a checkpoint that does not fit is named in the error."""
-        try:
-            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
-        except CheckpointMismatchError:
-            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-            model = cls(**{**checkpoint.get("hyper_parameters", {}), **kwargs})
-            check_checkpoint_matches(model, checkpoint, path=str(checkpoint_path), overrides=kwargs)
-            raise
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:

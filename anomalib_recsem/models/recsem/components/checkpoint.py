@@ -2,11 +2,14 @@
 
 A checkpoint written with other widths, image size or memory settings would otherwise
 fail with Lightning's page of ``size mismatch for model....`` lines.
+:class:`CheckedCheckpointMixin` puts the check on both ways in: resuming a run
+(``--ckpt_path``) and ``load_from_checkpoint``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -121,3 +124,23 @@ def check_checkpoint_matches(
     more = f" (and {len(problems) - _MAX_LISTED_TENSORS} more)" if len(problems) > _MAX_LISTED_TENSORS else ""
     msg = f"{where} does not fit this RecSem model: {cause}. {advice} Mismatching tensors: {listed}{more}."
     raise CheckpointMismatchError(msg)
+
+
+class CheckedCheckpointMixin:
+    """Lightning module hooks that name the checkpoint file when its network does not fit."""
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Fail clearly, naming the file, when a checkpoint's network does not fit this model."""
+        path = self.trainer.ckpt_path if self._trainer is not None else None
+        check_checkpoint_matches(self, checkpoint, path=path)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+        """Lightning's loader; a checkpoint that does not fit is named in the error."""
+        try:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except CheckpointMismatchError:
+            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+            model = cls(**{**checkpoint.get("hyper_parameters", {}), **kwargs})
+            check_checkpoint_matches(model, checkpoint, path=str(checkpoint_path), overrides=kwargs)
+            raise
