@@ -46,8 +46,6 @@ COLUMNS = ("variant", "seed", "epochs", "steps", *METRICS, "train_seconds", "dev
 
 def run(variant: str, seed: int, epochs: int, data: Path) -> dict[str, Any]:
     """Train one variant and return its row."""
-    from anomalib.engine import Engine  # noqa: PLC0415
-
     overrides, weights = VARIANTS[variant]
     seed_everything(seed, workers=True)
     model = harness.recsem("recsem_small", visualizer=False, **overrides)
@@ -55,8 +53,7 @@ def run(variant: str, seed: int, epochs: int, data: Path) -> dict[str, Any]:
     datamodule = DAGM(root=data, category="Class1", train_batch_size=8, eval_batch_size=8, num_workers=0,
                       val_split_mode="same_as_test")
     with tempfile.TemporaryDirectory() as folder:
-        engine = Engine(max_epochs=epochs, logger=False, accelerator="cpu", devices=1, default_root_dir=folder,
-                        check_val_every_n_epoch=epochs, enable_progress_bar=False)
+        engine = harness.engine(folder, max_epochs=epochs, check_val_every_n_epoch=epochs)
         engine.fit(model, datamodule=datamodule)
         metrics = engine.trainer.callback_metrics
         steps = engine.trainer.global_step

@@ -162,7 +162,6 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    from anomalib.engine import Engine  # noqa: PLC0415  (after the thread count is set)
 
     csv_path = args.output / f"curve_{args.category}.csv"
     checkpoint = (args.checkpoints or args.output / "checkpoints") / f"{args.category}_{model_name}_seed{seed}.ckpt"
@@ -192,10 +191,9 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder:
         # before the recorder, so that a point sees the average updated with that step
         extra = [CALLBACK_VARIANTS[model_name]()] if model_name in CALLBACK_VARIANTS else []
-        engine = Engine(max_steps=args.steps, max_epochs=-1, callbacks=[*extra, clock, recorder], logger=False,
-                        limit_val_batches=0, num_sanity_val_steps=0,
-                        accelerator=args.accelerator, devices=1, default_root_dir=folder,
-                        precision=args.precision, enable_progress_bar=False)
+        engine = harness.engine(folder, args.accelerator, max_steps=args.steps, max_epochs=-1,
+                                callbacks=[*extra, clock, recorder], limit_val_batches=0, num_sanity_val_steps=0,
+                                precision=args.precision)
         engine.fit(module, datamodule=datamodule, ckpt_path=resume)
 
 
@@ -327,46 +325,42 @@ def summarise(csv_path: Path, path: Path, eval_stride: int = 2) -> Path:
     for model_name in sorted({row["model"] for row in rows}):
         mine = [row for row in rows if row["model"] == model_name]
         first = mine[0]
-        lines += [f"## {model_name}", "",
-                  f"{first['preset']} preset settings, {first['image_size']} px, batch {first['batch_size']}, width "
-                  f"{first['width']}, textures {first['textures']}, {first['precision']}, {first['threads']} thread(s) "
-                  f"per run on {machines(mine)}.", "",
-                  "| step | seeds | " + " | ".join(columns.values()) + " |", "|---|---|" + "---|" * len(columns)]
+        table = []
         for step in sorted({int(row["step"]) for row in mine}):
             group = [row for row in mine if int(row["step"]) == step]
             cells = []
             for column in columns:
                 mean, std = harness.mean_std([float(row[column]) for row in group])
                 cells.append(f"{mean:.0f}" if column == "seconds" else f"{mean:.3f} ± {std:.3f}")
-            lines.append(f"| {step} | {len(group)} | {' | '.join(cells)} |")
-        lines.append("")
+            table.append([step, len(group), *cells])
+        lines += [f"## {model_name}", "",
+                  f"{first['preset']} preset settings, {first['image_size']} px, batch {first['batch_size']}, width "
+                  f"{first['width']}, textures {first['textures']}, {first['precision']}, {first['threads']} thread(s) "
+                  f"per run on {machines(mine)}.", "",
+                  *harness.markdown_table(["step", "seeds", *columns.values()], table), ""]
     models = {row["model"] for row in rows}
     if {"recsem", "draem"} <= models:
         lines += ["## RecSem against Draem, seed by seed", "",
                   "Means over the seeds that both models reached at that step; `≥` counts those seeds where",
-                  "RecSem is at or above Draem.", "",
-                  "| step | seeds |" + "".join(f" {columns[metric]} RecSem | Draem | ≥ |" for metric in goals),
-                  "|---|---|" + "---|---|---|" * len(goals)]
+                  "RecSem is at or above Draem.", ""]
         # the same rows give every metric the same steps and seeds
         compared = [paired_comparison(rows, "recsem", "draem", metric) for metric in goals]
-        for entries in zip(*compared, strict=True):
-            step, seeds = entries[0][:2]
-            lines.append(f"| {step} | {seeds} |" + "".join(
-                f" {ours:.3f} | {theirs:.3f} | {wins}/{seeds} |" for _, _, ours, theirs, wins in entries))
-        lines.append("")
+        lines += [*harness.markdown_table(
+            ["step", "seeds", *(cell for metric in goals for cell in (f"{columns[metric]} RecSem", "Draem", "≥"))],
+            ([*entries[0][:2], *(cell for _, seeds, ours, theirs, wins in entries
+                                 for cell in (f"{ours:.3f}", f"{theirs:.3f}", f"{wins}/{seeds}"))]
+             for entries in zip(*compared, strict=True))), ""]
     lines += [f"## Within {BUDGET_SECONDS / 3600:.0f} hours of training", "",
               "Each run's last point within the budget, and its best image AUROC and pixel AUPRO among the points",
               "up to there (each chosen on the scored test images, so optimistic). Goal: 0.90 and 0.80. A run cut",
               "short by `--max-seconds` has not used the whole budget.", "",
-              "| model | seed | last step | its seconds |" + "".join(f" {columns[metric]} |" for metric in goals)
-              + "".join(f" best {columns[metric]} |" for metric in goals),
-              "|---|---|---|---|" + "---|---|" * len(goals)]
-    for model_name in sorted(models):
-        for entry in within_budget(rows, model_name):
-            lines.append(f"| {model_name} | {entry['seed']} | {entry['last_step']} | {entry['last_seconds']:.0f} |"
-                         + "".join(f" {entry[metric]:.3f} |" for metric in goals)
-                         + "".join(f" {entry[f'best_{metric}']:.3f} |" for metric in goals))
-    lines.append("")
+              *harness.markdown_table(
+                  ["model", "seed", "last step", "its seconds", *(columns[metric] for metric in goals),
+                   *(f"best {columns[metric]}" for metric in goals)],
+                  ([model_name, entry["seed"], entry["last_step"], f"{entry['last_seconds']:.0f}",
+                    *(f"{entry[metric]:.3f}" for metric in goals),
+                    *(f"{entry[f'best_{metric}']:.3f}" for metric in goals)]
+                   for model_name in sorted(models) for entry in within_budget(rows, model_name))), ""]
     path.write_text("\n".join(lines))
     return path
 

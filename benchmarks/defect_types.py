@@ -25,6 +25,7 @@ pooled pixel AUROC is dominated by the types with the largest masks). Commands::
     uv run python benchmarks/defect_types.py                  # magnetic_tile, every checkpoint found
     uv run python benchmarks/defect_types.py --models recsem  # one model's checkpoints
     uv run python benchmarks/defect_types.py --smoke --output /tmp/curves   # after curves.py --smoke
+    uv run python benchmarks/defect_types.py --summarise-only --output benchmarks/results/recipe  # the Markdown
 """
 
 from __future__ import annotations
@@ -263,15 +264,81 @@ def size_table(rows: Sequence[dict[str, Any]], csv_name: str) -> list[str]:
              "The test images split at the median of their stored side (geometric mean of width and height), "
              "so the larger half is the one the resize shrinks most; each half's defective images are scored "
              f"against the defect-free images of the same half, in `{csv_name}`. Defective images per cell in "
-             "brackets.", "",
-             "| model | seed | step | half | stored side (px) | good | " + " | ".join(types) + " |",
-             "|---|---|---|---|---|---|" + "---|" * len(types)]
+             "brackets.", ""]
+    table = []
     for key in dict.fromkeys((r["model"], r["seed"], r["step"], r["half"]) for r in rows):
         mine = {r["defect_type"]: r for r in rows if (r["model"], r["seed"], r["step"], r["half"]) == key}
         first = next(iter(mine.values()))
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {first['sides']} | {first['good_images']} | "
-                     + " | ".join(f"{mine[t]['image_AUROC']:.3f} ({mine[t]['images']})" for t in types) + " |")
-    return lines
+        table.append([*key, first["sides"], first["good_images"],
+                      *(f"{mine[t]['image_AUROC']:.3f} ({mine[t]['images']})" for t in types)])
+    return lines + harness.markdown_table(["model", "seed", "step", "half", "stored side (px)", "good", *types], table)
+
+
+def csv_names(category: str) -> dict[str, str]:
+    """The CSVs this benchmark writes for ``category``, by table."""
+    return {"types": f"defect_types_{category}.csv", "windows": f"score_window_{category}.csv",
+            "stand_ins": f"stand_in_{category}.csv", "removals": f"removal_{category}.csv",
+            "sizes": f"by_stored_size_{category}.csv"}
+
+
+def summarise(output: Path, category: str) -> Path:
+    """Write ``DEFECT_TYPES.md`` (``DEFECT_TYPES_<category>.md`` for other datasets) from the CSVs in ``output``."""
+    names = csv_names(category)
+    rows, windows, stand_ins, removals, by_size = (
+        sorted(({key: _parsed(value) for key, value in row.items()} for row in harness.read_rows(output / names[table])),
+               key=lambda row: f"{row['model']}_seed{row['seed']}")  # checkpoint order, as merged() writes them
+        for table in ("types", "windows", "stand_ins", "removals", "sizes"))
+    lines = [f"# Per defect type: `{names['types']}`", "", "Written by `benchmarks/defect_types.py` from the last "
+             "checkpoint of each learning curve, on the whole test set.", "",
+             *harness.markdown_table(
+                 ["model", "seed", "step", "defect type", "images", "image AUROC", "pixel AUROC", "mask share",
+                  "median score"],
+                 ([r["model"], r["seed"], r["step"], r["defect_type"], r["images"], f"{r['image_AUROC']:.3f}",
+                   f"{r['pixel_AUROC']:.3f}", f"{r['mask_share']:.3f}", f"{r['median_score']:.3f}"] for r in rows))]
+    # A section only where its CSV has rows: earlier runs wrote only some of the tables.
+    if windows:
+        lines += ["", "## Image AUROC by scoring rule", "",
+                  "The same anomaly maps scored with RecSem's rule at several mean-filter sides (`score_kernel_size`), "
+                  f"and by their maximum (Draem's rule), in `{names['windows']}`. RecSem's default window is the "
+                  "paper's 21 px at 256 px scaled with the image size (11 at 128 px); checkpoints trained before that "
+                  "default carry 21.", "",
+                  *harness.markdown_table(
+                      ["model", "seed", "step", "maximum", *(f"window {w}" for w in SCORE_WINDOWS)],
+                      ([*key, *(f"{r['image_AUROC']:.3f}" for r in windows if (r["model"], r["seed"], r["step"]) == key)]
+                       for key in dict.fromkeys((r["model"], r["seed"], r["step"]) for r in windows)))]
+    if stand_ins:
+        lines += ["", "## What the discriminator reads", "",
+                  "The test set scored again with the discriminator given something else in place of the "
+                  "reconstruction: the input itself (nothing differs) or the mean training image (nothing follows "
+                  f"the input), in `{names['stand_ins']}`. `normal map` is the mean defect probability over the "
+                  "defect-free test images. A discriminator that compares its two images goes quiet when given the "
+                  "input twice; one that scores about the same has learnt to segment defects from the input alone.", "",
+                  *harness.markdown_table(
+                      ["model", "seed", "step", "discriminator gets", "image AUROC", "pixel AUROC", "normal map"],
+                      ([r["model"], r["seed"], r["step"], r["discriminator_gets"], f"{r['image_AUROC']:.3f}",
+                        f"{r['pixel_AUROC']:.3f}", f"{r['normal_map_mean']:.3f}"] for r in stand_ins))]
+    if removals:
+        lines += ["", "## What the reconstruction removes", "",
+                  "Synthetic defects drawn into the defect-free test images (one mask per image, the same for every "
+                  "kind), of the kind both models train on and of four they never see, beside the real defect types, "
+                  f"in `{names['removals']}`. `contrast`: how far the defect's pixels stand out from their surroundings, "
+                  "over the defect-free surface's own (1: no more than its texture). `residual`: pixel AUROC of "
+                  "|input - reconstruction| alone; `map`: of the anomaly map. `removed`: the share of the defect's "
+                  "change to the image that the reconstruction does not follow (synthetic kinds only).", "",
+                  *harness.markdown_table(
+                      ["model", "seed", "step", "defects", "origin", "contrast", "mask share", "residual", "map",
+                       "removed"],
+                      ([r["model"], r["seed"], r["step"], r["defects"], r["origin"], f"{r['contrast']:.2f}",
+                        f"{r['mask_share']:.3f}", f"{r['residual_pixel_AUROC']:.3f}", f"{r['pixel_AUROC']:.3f}",
+                        f"{r['removed']:.2f}"] for r in removals))]
+    lines += size_table(by_size, names["sizes"])
+    lines += ["", "What each model does with its hardest images: rows are the three defect-free images it scores "
+              "highest, then the three defective images it scores lowest; columns are input, reconstruction, "
+              "anomaly map (scaled to its own maximum) and, where the data has masks, ground-truth mask.", ""]
+    lines += [f"![{path.stem}]({path.name})" for path in sorted(output.glob(f"hardest_{category}_*.png"))]
+    summary = output / ("DEFECT_TYPES.md" if category == "magnetic_tile" else f"DEFECT_TYPES_{category}.md")
+    summary.write_text("\n".join(lines) + "\n")
+    return summary
 
 
 def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -289,12 +356,16 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path, default=harness.RESULTS, help="the curves' output folder")
     parser.add_argument("--smoke", action="store_true", help="the curves' smoke settings")
+    parser.add_argument("--summarise-only", action="store_true", help="rewrite the Markdown from the CSVs")
     return harness.parse_with_smoke(parser, argv, category="dummy", preset="recsem_tiny")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Score every curve checkpoint per defect type, then write the table."""
     args = parse_arguments(argv)
+    if args.summarise_only:
+        print(summarise(args.output, args.category))  # noqa: T201
+        return 0
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     data = harness.EvaluationSet(args.root, args.category, args.image_size)
@@ -340,66 +411,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             windows.append({"model": model_name, "seed": int(seed), "step": step, "rule": rule, "window": window,
                             "top_k": top_k, "image_AUROC": harness.auroc(
                                 top_k_mean_filtered(maps, window, top_k), data.labels), **fixed})
-    csv_path = args.output / f"defect_types_{args.category}.csv"
-    rows = merged(csv_path, rows, COLUMNS, scored)
-    window_path = args.output / f"score_window_{args.category}.csv"
-    windows = merged(window_path, windows, WINDOW_COLUMNS, scored)
-    stand_in_path = args.output / f"stand_in_{args.category}.csv"
-    stand_ins = merged(stand_in_path, stand_ins, STAND_IN_COLUMNS, scored)
-    removal_path = args.output / f"removal_{args.category}.csv"
-    removals = merged(removal_path, removals, REMOVAL_COLUMNS, scored)
-    size_path = args.output / f"by_stored_size_{args.category}.csv"
-    by_size = merged(size_path, by_size, SIZE_COLUMNS, scored)
-    lines = [f"# Per defect type: `{csv_path.name}`", "", "Written by `benchmarks/defect_types.py` from the last "
-             "checkpoint of each learning curve, on the whole test set.", "",
-             "| model | seed | step | defect type | images | image AUROC | pixel AUROC | mask share | median score |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['seed']} | {r['step']} | {r['defect_type']} | {r['images']} | "
-              f"{r['image_AUROC']:.3f} | {r['pixel_AUROC']:.3f} | {r['mask_share']:.3f} | {r['median_score']:.3f} |"
-              for r in rows]
-    lines += ["", "## Image AUROC by scoring rule", "",
-              "The same anomaly maps scored with RecSem's rule at several mean-filter sides (`score_kernel_size`), "
-              f"and by their maximum (Draem's rule), in `{window_path.name}`. RecSem's default window is the "
-              "paper's 21 px at 256 px scaled with the image size (11 at 128 px); checkpoints trained before that "
-              "default carry 21.", "",
-              "| model | seed | step | " + " | ".join(["maximum", *(f"window {w}" for w in SCORE_WINDOWS)]) + " |",
-              "|---|---|---|" + "---|" * (len(SCORE_WINDOWS) + 1)]
-    for key in dict.fromkeys((r["model"], r["seed"], r["step"]) for r in windows):
-        mine = [r for r in windows if (r["model"], r["seed"], r["step"]) == key]
-        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(f"{r['image_AUROC']:.3f}" for r in mine) + " |")
-    lines += ["", "## What the discriminator reads", "",
-              "The test set scored again with the discriminator given something else in place of the "
-              "reconstruction: the input itself (nothing differs) or the mean training image (nothing follows "
-              f"the input), in `{stand_in_path.name}`. `normal map` is the mean defect probability over the "
-              "defect-free test images. A discriminator that compares its two images goes quiet when given the "
-              "input twice; one that scores about the same has learnt to segment defects from the input alone.", "",
-              "| model | seed | step | discriminator gets | image AUROC | pixel AUROC | normal map |",
-              "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['seed']} | {r['step']} | {r['discriminator_gets']} | {r['image_AUROC']:.3f} | "
-              f"{r['pixel_AUROC']:.3f} | {r['normal_map_mean']:.3f} |" for r in stand_ins]
-    lines += ["", "## What the reconstruction removes", "",
-              "Synthetic defects drawn into the defect-free test images (one mask per image, the same for every "
-              "kind), of the kind both models train on and of four they never see, beside the real defect types, "
-              f"in `{removal_path.name}`. `contrast`: how far the defect's pixels stand out from their surroundings, "
-              "over the defect-free surface's own (1: no more than its texture). `residual`: pixel AUROC of "
-              "|input - reconstruction| alone; `map`: of the anomaly map. `removed`: the share of the defect's "
-              "change to the image that the reconstruction does not follow (synthetic kinds only).", "",
-              "| model | seed | step | defects | origin | contrast | mask share | residual | map | removed |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['seed']} | {r['step']} | {r['defects']} | {r['origin']} | {r['contrast']:.2f} | "
-              f"{r['mask_share']:.3f} | {r['residual_pixel_AUROC']:.3f} | {r['pixel_AUROC']:.3f} | "
-              f"{r['removed']:.2f} |" for r in removals]
-    lines += size_table(by_size, size_path.name)
-    lines += ["", "What each model does with its hardest images: rows are the three defect-free images it scores "
-              "highest, then the three defective images it scores lowest; columns are input, reconstruction, "
-              "anomaly map (scaled to its own maximum) and, where the data has masks, ground-truth mask.", ""]
-    lines += [f"![{path.stem}]({path.name})" for path in sorted(args.output.glob(f"hardest_{args.category}_*.png"))]
-    name = "DEFECT_TYPES.md" if args.category == "magnetic_tile" else f"DEFECT_TYPES_{args.category}.md"
-    summary = args.output / name
-    summary.write_text("\n".join(lines) + "\n")
-    print(f"{csv_path}\n{window_path}\n{stand_in_path}\n{removal_path}\n{summary}")  # noqa: T201
-    if by_size:
-        print(size_path)  # noqa: T201
+    names = csv_names(args.category)
+    for path, scored_rows, columns in ((names["types"], rows, COLUMNS), (names["windows"], windows, WINDOW_COLUMNS),
+                                       (names["stand_ins"], stand_ins, STAND_IN_COLUMNS),
+                                       (names["removals"], removals, REMOVAL_COLUMNS),
+                                       (names["sizes"], by_size, SIZE_COLUMNS)):
+        if merged(args.output / path, scored_rows, columns, scored):
+            print(args.output / path)  # noqa: T201
+    print(summarise(args.output, args.category))  # noqa: T201
     return 0
 
 

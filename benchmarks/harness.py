@@ -27,6 +27,7 @@ from anomalib.data.datamodules.base.image import AnomalibDataModule
 from anomalib.data.datasets.base.image import AnomalibDataset
 from anomalib.data.datasets.image.folder import FolderDataset
 from anomalib.data.datasets.image.mvtecad import MVTecADDataset
+from anomalib.engine import Engine
 from anomalib.metrics import AUPRO
 from anomalib.models import Draem
 from anomalib.models.image.draem.torch_model import DiscriminativeSubNetwork, ReconstructiveSubNetwork
@@ -106,6 +107,18 @@ def now() -> str:
 def recsem(preset: str = "recsem_small", **overrides: Any) -> RecSem:  # noqa: ANN401
     """RecSem from a preset in ``configs/``, with overrides."""
     return RecSem(**{**model_arguments(preset), **overrides})
+
+
+def engine(root: str | Path, accelerator: str = "cpu", **trainer_arguments: Any) -> Engine:  # noqa: ANN401
+    """anomalib's ``Engine`` as every benchmark run uses it: one device, no logger, no progress bar.
+
+    Args:
+        root: Folder for the run's checkpoints and images (a temporary one: results are rows).
+        accelerator: Lightning's accelerator.
+        trainer_arguments: Anything else for the ``Trainer`` (run length, callbacks, precision).
+    """
+    return Engine(default_root_dir=root, accelerator=accelerator, devices=1, logger=False,
+                  enable_progress_bar=False, **trainer_arguments)
 
 
 def texture_label(source: str | Path | None) -> str:
@@ -509,6 +522,17 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for one value)."""
     array = np.asarray(values, dtype=float)
     return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """The lines of a Markdown table: ``header``, its rule, then one line per row (cells as ``str``).
+
+    Example:
+        >>> markdown_table(["model", "AUROC"], [["recsem", "0.80"]])
+        ['| model | AUROC |', '|---|---|', '| recsem | 0.80 |']
+    """
+    return [f"| {' | '.join(header)} |", "|" + "---|" * len(header),
+            *(f"| {' | '.join(str(cell) for cell in row)} |" for row in rows)]
 
 
 # --------------------------------------------------------------------------------------

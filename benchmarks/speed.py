@@ -190,7 +190,7 @@ def grow_draws(model: harness.RecSem, images: torch.Tensor) -> None:
         model.synthetic_defect.synthesize(images, torch.ones(len(images), dtype=torch.bool))
 
 
-class StepClock(pl.Callback):
+class BatchStarts(pl.Callback):
     """The wall-clock time at the start of every training batch.
 
     Before the first, it grows the draws of masks and textures (:func:`grow_draws`), which
@@ -220,7 +220,7 @@ def lightning_seconds_per_step(model: harness.RecSem, image_size: int, batch: in
     generator = torch.Generator().manual_seed(0)
     items = [ImageItem(image=torch.rand(3, image_size, image_size, generator=generator), gt_label=torch.tensor(0))
              for _ in range(LIGHTNING_IMAGES)]
-    clock = StepClock()
+    clock = BatchStarts()
     trainer = pl.Trainer(accelerator=device.type, devices=1, max_steps=warmup + steps + 1, limit_val_batches=0,
                          precision="32-true" if precision == "fp32" else "bf16-mixed", callbacks=[clock], logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
@@ -503,36 +503,33 @@ def summarise(output: Path) -> Path:
     latest: dict[tuple, dict[str, str]] = {}
     for row in train:
         latest[(row["device"], row["model"], row["precision"], row["channels_last"], row["batch_size"])] = row
-    lines += ["## Training step", "",
-              ("| device | preset | px | batch | precision | channels-last | s/step | samples/s | MFU | outside fwd/bwd "
-               "| in Lightning | synthesis alone | GPU memory | host syncs/step |"),
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    cells = []
     for row in latest.values():
+        cell = [row["device"], row["model"], row["image_size"], row["batch_size"], row["precision"],
+                row["channels_last"]]
         if row["status"] != "ok":
-            lines.append(f"| {row['device']} | {row['model']} | {row['image_size']} | {row['batch_size']} | "
-                         f"{row['precision']} | {row['channels_last']} | {row['status']}: {row['note'][:60]} |"
-                         + " |" * 7)
+            cells.append([*cell, f"{row['status']}: {row['note'][:60]}", *[""] * 7])
             continue
         memory = f"{float(row['gpu_reserved_mb']) / 1024:.1f} GiB" if row.get("gpu_reserved_mb") else "–"
         syncs = f"{float(row['host_syncs_per_step']):.1f}" if row.get("host_syncs_per_step") else "–"
         alone, fitting = (f"{100 * float(row[key]):.1f} %" if row.get(key) else "–"
                           for key in ("synthesis_share", "lightning_outside_share"))
-        lines.append(
-            f"| {row['device']} | {row['model']} | {row['image_size']} | {row['batch_size']} | {row['precision']} | "
-            f"{row['channels_last']} | {float(row['seconds_per_step']):.3f} | {float(row['samples_per_second']):.1f} | "
-            f"{float(row['mfu']):.3f} | {100 * float(row['outside_share']):.1f} % | {fitting} | {alone} | {memory} | "
-            f"{syncs} |")
+        cells.append([*cell, f"{float(row['seconds_per_step']):.3f}", f"{float(row['samples_per_second']):.1f}",
+                      f"{float(row['mfu']):.3f}", f"{100 * float(row['outside_share']):.1f} %", fitting, alone,
+                      memory, syncs])
+    lines += ["## Training step", "", *harness.markdown_table(
+        ["device", "preset", "px", "batch", "precision", "channels-last", "s/step", "samples/s", "MFU",
+         "outside fwd/bwd", "in Lightning", "synthesis alone", "GPU memory", "host syncs/step"], cells)]
     lines += ["", "Outside fwd/bwd and in Lightning: 1 - the time of the same steps on one batch whose defects were "
               "made once / the time of the step (timed steps, or steps of `Trainer.fit`), all run back to back; on a "
               "CPU, where nothing overlaps, within a few percent of noise either way. Synthesis alone: gathering "
               "and synthesis timed alone, each call waited for, over a step."]
     defects = [row for row in synthesis if row.get("device")]
     if defects:
-        lines += ["", "## Defect synthesis (batch of 8)", "",
-                  "| device | source | px | ms per batch | operations per batch | measured | note |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['device']} | {r['source']} | {r['image_size']} | {_milliseconds(r)} | "
-                  f"{_operations(r)} | {r['finished_at'][:10]} | {r.get('note') or ''} |" for r in defects]
+        lines += ["", "## Defect synthesis (batch of 8)", "", *harness.markdown_table(
+            ["device", "source", "px", "ms per batch", "operations per batch", "measured", "note"],
+            ([r["device"], r["source"], r["image_size"], _milliseconds(r), _operations(r), r["finished_at"][:10],
+              r.get("note") or ""] for r in defects))]
     revisions = harness.read_rows(output / "synthesis_revisions.csv")
     if revisions:
         # One group per invocation, named by its first row's time: revisions are compared only
@@ -563,13 +560,14 @@ def summarise(output: Path) -> Path:
             return f"{statistics.median(shared):.2f}" if shared else "-"
 
         lines += ["", "## Defect synthesis across revisions (`synthesis_revisions.py`: interleaved, batch of 8)", "",
-                  "| run started | device | source | px | revision | commit | rounds | median ms per batch | range "
-                  "| vs first revision |", "|---|---|---|---|---|---|---|---|---|---|"]
-        lines += [f"| {run} | {device} | {source} | {size} | {revision} | {commit} | {len(rounds)} | "
-                  f"{statistics.median(rounds.values()):.1f} | {min(rounds.values()):.1f}-{max(rounds.values()):.1f} | "
-                  f"{ratio(run, size, rounds)} |"
-                  for (run, device, source, size, revision, commit), rounds in sorted(cells.items(), key=lambda item: (
-                      item[0][0], item[0][1], item[0][2], int(item[0][3])))]
+                  *harness.markdown_table(
+                      ["run started", "device", "source", "px", "revision", "commit", "rounds", "median ms per batch",
+                       "range", "vs first revision"],
+                      ([run, device, source, size, revision, commit, len(rounds),
+                        f"{statistics.median(rounds.values()):.1f}",
+                        f"{min(rounds.values()):.1f}-{max(rounds.values()):.1f}", ratio(run, size, rounds)]
+                       for (run, device, source, size, revision, commit), rounds in sorted(
+                           cells.items(), key=lambda item: (item[0][0], item[0][1], item[0][2], int(item[0][3])))))]
     # Rows without a device column come from the first version of this benchmark, on the same
     # 2-core machine: the baselines the speed goals were set against.
     earlier_steps = [row for row in steps if not row.get("device")
@@ -585,14 +583,15 @@ def summarise(output: Path) -> Path:
         lines += [f"* SyntheticDefect, {r['source']} textures, {r['image_size']} px, batch 8: "
                   f"{float(r['ms_per_batch']):.1f} ms per batch." for r in earlier_defects]
         if earlier_inference:
-            lines += ["", "| model | runtime | px | batch | images/s |", "|---|---|---|---|---|"]
-            lines += [f"| {r['model']} | {r['runtime']} | {r['image_size']} | {r['batch_size']} | "
-                      f"{float(r['images_per_second']):.2f} |" for r in earlier_inference]
+            lines += ["", *harness.markdown_table(
+                ["model", "runtime", "px", "batch", "images/s"],
+                ([r["model"], r["runtime"], r["image_size"], r["batch_size"], f"{float(r['images_per_second']):.2f}"]
+                 for r in earlier_inference))]
     inference = [row for row in inference_rows if row.get("device")]
     if inference:
-        lines += ["", "## Inference, 256 px, batch 1", "", "| device | model | runtime | images/s |", "|---|---|---|---|"]
-        lines += [f"| {r['device']} | {r['model']} | {r['runtime']} | {float(r['images_per_second']):.2f} |"
-                  for r in inference]
+        lines += ["", "## Inference, 256 px, batch 1", "", *harness.markdown_table(
+            ["device", "model", "runtime", "images/s"],
+            ([r["device"], r["model"], r["runtime"], f"{float(r['images_per_second']):.2f}"] for r in inference))]
     path = output / "SPEED.md"
     path.write_text("\n".join(lines) + "\n")
     return path

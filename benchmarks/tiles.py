@@ -294,24 +294,24 @@ def summarise(folder: Path, category: str) -> Path:
          "AUROC does not compare with a squashed model's; these do. `hardest_*.png`: the defect-free images each "
          "model scores highest and the defective ones it scores lowest (image, stitched map, mask)."), "",
         "## Image AUROC", "",
-        "| model | seed | step | window | half | " + " | ".join(types) + " |",
-        "|---|---|---|---|---|" + "---|" * len(types),
     ]
+    table = []
     for key in dict.fromkeys((row["model"], row["seed"], row["step"], row["window"], row["half"]) for row in rows):
         cells = {row["defect_type"]: row for row in rows
                  if (row["model"], row["seed"], row["step"], row["window"], row["half"]) == key}
-        lines.append("| " + " | ".join(key) + " | " + " | ".join(
-            f"{float(cells[name]['image_AUROC']):.3f}" for name in types) + " |")
+        table.append([*key, *(f"{float(cells[name]['image_AUROC']):.3f}" for name in types)])
+    lines += harness.markdown_table(["model", "seed", "step", "window", "half", *types], table)
     lines += [
         "", f"## How wide the defects are (`mask_geometry_{category}.csv`)", "",
         (f"Mean width of each type's marked regions in pixels (marked pixels over the bounding box's longer side), "
          f"as stored, after the square resize to {tile} px, and after the resize to a short side of {short_side} px "
          "that the tiles are cut from; `vertical`: the share of regions taller than wide."), "",
-        "| half | defect type | images | vertical | as stored | square | tiled |", "|---|---|---|---|---|---|---|",
+        *harness.markdown_table(
+            ["half", "defect type", "images", "vertical", "as stored", "square", "tiled"],
+            ([row["half"], row["defect_type"], row["images"], f"{float(row['vertical']):.2f}",
+              f"{float(row['width_stored']):.1f}", f"{float(row['width_square']):.1f}",
+              f"{float(row['width_tiled']):.1f}"] for row in geometry)),
     ]
-    lines += [f"| {row['half']} | {row['defect_type']} | {row['images']} | {float(row['vertical']):.2f} | "
-              f"{float(row['width_stored']):.1f} | {float(row['width_square']):.1f} | {float(row['width_tiled']):.1f} |"
-              for row in geometry]
     path = folder / "TILES.md"
     path.write_text("\n".join(lines) + "\n")
     return path

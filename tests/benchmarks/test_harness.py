@@ -54,3 +54,9 @@ def test_a_cpu_is_named_with_its_widest_vector_instructions(
     monkeypatch.setattr(harness, "CPUINFO", cpuinfo)
     monkeypatch.setattr(harness.os, "sched_getaffinity", lambda _: {0, 1})
     assert harness.device_name("cpu") == f"AMD EPYC (2 cores{f', {named}' if named else ''})"
+
+
+def test_markdown_table_has_a_rule_and_a_line_per_row() -> None:
+    assert harness.markdown_table(["model", "seed", "AUROC"], [["recsem", 0, "0.800"], ["draem", 1, "0.700"]]) == [
+        "| model | seed | AUROC |", "|---|---|---|", "| recsem | 0 | 0.800 |", "| draem | 1 | 0.700 |"]
+    assert harness.markdown_table(["empty"], []) == ["| empty |", "|---|"]
