@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from anomalib.utils.serialization import anomalib_safe_globals
 
 from ..torch_model import check_image_size, default_memory_scales
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 #: Constructor arguments that shape RecSem's network (and so its checkpoint's tensors).
 ARCHITECTURE_ARGUMENTS: tuple[str, ...] = (
@@ -127,20 +131,50 @@ def check_checkpoint_matches(
 
 
 class CheckedCheckpointMixin:
-    """Lightning module hooks that name the checkpoint file when its network does not fit."""
+    """Lightning module hooks that name the checkpoint file when its network does not fit.
+
+    Placed before :class:`~anomalib.models.components.AnomalibModule` in the bases, whose own
+    hooks (component switches and settings, safe unpickling) still run.
+    """
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Fail clearly, naming the file, when a checkpoint's network does not fit this model."""
         path = self.trainer.ckpt_path if self._trainer is not None else None
         check_checkpoint_matches(self, checkpoint, path=path)
+        super().on_load_checkpoint(checkpoint)
 
     @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: str | Path, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
-        """Lightning's loader; a checkpoint that does not fit is named in the error."""
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: str | Path,
+        map_location: Any = None,  # noqa: ANN401  torch.load's
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        weights_only: bool = True,
+        **kwargs: Any,  # noqa: ANN401
+    ) -> Self:
+        """anomalib's loader; a checkpoint that does not fit is named in the error.
+
+        Args:
+            checkpoint_path: The checkpoint file.
+            map_location: As for ``torch.load``.
+            hparams_file: As for Lightning's loader.
+            strict: As for Lightning's loader.
+            weights_only: As for ``torch.load``.
+            kwargs: Constructor arguments that replace the stored ones.
+
+        Raises:
+            CheckpointMismatchError: If the checkpoint's network does not fit, naming the file
+                and the arguments that differ.
+        """
         try:
-            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+            return super().load_from_checkpoint(checkpoint_path, map_location=map_location, hparams_file=hparams_file,
+                                                strict=strict, weights_only=weights_only, **kwargs)
         except CheckpointMismatchError:
-            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+            # Raised by on_load_checkpoint inside the loader, where neither the file nor the overrides
+            # are known: raised again with both.
+            with anomalib_safe_globals(extra=cls.checkpoint_safe_globals()):
+                checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=weights_only)
             model = cls(**{**checkpoint.get("hyper_parameters", {}), **kwargs})
             check_checkpoint_matches(model, checkpoint, path=str(checkpoint_path), overrides=kwargs)
             raise

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import lightning
 import pytest
 import torch
 
@@ -80,3 +82,27 @@ def test_thresholds_survive_a_state_dict_round_trip() -> None:
     fresh.load_state_dict(trained.state_dict())
     assert torch.isfinite(fresh.post_processor.image_min)
     require_trained(fresh, "torch")
+
+
+def _saved(model: RecSem, path: Path) -> Path:
+    """``model`` written as Lightning writes a checkpoint (the module's own save hook included)."""
+    checkpoint = {"pytorch-lightning_version": lightning.__version__, **_checkpoint(model)}
+    model.on_save_checkpoint(checkpoint)
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_loading_restores_anomalibs_component_switches(tmp_path: Path) -> None:
+    # anomalib keeps which components were off outside the hyper-parameters; its load hook puts
+    # them back, so a model saved without a visualizer comes back without one.
+    path = _saved(RecSem(**TINY_RECSEM, visualizer=False), tmp_path / "model.ckpt")
+    assert RecSem.load_from_checkpoint(path).visualizer is None
+    assert RecSem.load_from_checkpoint(_saved(RecSem(**TINY_RECSEM), tmp_path / "on.ckpt")).visualizer is not None
+
+
+def test_a_mismatch_is_named_whatever_loader_arguments_are_given(tmp_path: Path) -> None:
+    path = _saved(RecSem(**TINY_RECSEM), tmp_path / "model.ckpt")
+    with pytest.raises(CheckpointMismatchError, match=f"^Checkpoint {re.escape(str(path))} does not fit.*"
+                                                      "load_from_checkpoint was given reconstruction_width=16"):
+        RecSem.load_from_checkpoint(path, map_location="cpu", weights_only=False, strict=True,
+                                    reconstruction_width=16)
