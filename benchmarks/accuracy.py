@@ -112,20 +112,20 @@ def run(model_name: str, variant: str, seed: int, args: argparse.Namespace) -> d
 
 
 def summarise(output: Path, category: str) -> Path:
-    """ACCURACY.md: mean ± standard deviation over seeds of the latest rows per (model, variant, preset, epochs)."""
+    """ACCURACY.md: mean ± standard deviation over the rows of each setting, device and code (before the fix or not)."""
     lines = [f"# Accuracy: RecSem vs Draem on `{category}`", "",
              "Written by `benchmarks/accuracy.py --summarise-only` from the CSVs beside it. Mean ± sample standard",
-             "deviation over seeds; each row names its hardware. F1 thresholds are tuned on the test images",
-             "(anomalib's default validation = test), so F1 is optimistic; AUROC and AUPRO are not affected.", ""]
+             "deviation over seeds; each row names its hardware.", ""]
     for name in (f"accuracy_{category}", f"ablation_{category}", f"accuracy_{category}_paper",
                  f"accuracy_{category}_6_epochs"):
         rows = [row for row in harness.read_rows(output / f"{name}.csv") if not row.get("error")]
         if not rows:
             continue
         groups: dict[tuple[str, ...], list[dict[str, str]]] = {}
-        for row in rows:
+        for row in rows:  # rows from before the fix are never averaged with later ones
             groups.setdefault((row["model"], row["variant"], row["preset"], row["image_size"], row["epochs"],
-                               row["device_name"]), []).append(row)
+                               row["device_name"], row.get("finished_at", "")[:10] < RECONSTRUCTION_FIX),
+                              []).append(row)
         table = []
         for key, group in groups.items():
             measured = min(row.get("finished_at", "")[:10] for row in group)
@@ -136,7 +136,7 @@ def summarise(output: Path, category: str) -> Path:
                 cells.append(f"{mean:.3f} ± {std:.3f}")
             if measured and measured < RECONSTRUCTION_FIX:
                 measured += " (before the fix)"
-            table.append([*key, len(group), *cells, measured])
+            table.append([*key[:-1], len(group), *cells, measured])
         lines += [f"## `{name}.csv`", "", *harness.markdown_table(
             ["model", "variant", "preset", "px", "epochs", "device", "runs", "image AUROC", "pixel AUPRO",
              "pixel AUROC", "measured"], table), ""]

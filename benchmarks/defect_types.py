@@ -285,7 +285,8 @@ def summarise(output: Path, category: str) -> Path:
     """Write ``DEFECT_TYPES.md`` (``DEFECT_TYPES_<category>.md`` for other datasets) from the CSVs in ``output``."""
     names = csv_names(category)
     rows, windows, stand_ins, removals, by_size = (
-        sorted(({key: _parsed(value) for key, value in row.items()} for row in harness.read_rows(output / names[table])),
+        sorted(({key: _parsed(value) for key, value in row.items()}
+                for row in harness.read_rows(output / names[table])),
                key=lambda row: f"{row['model']}_seed{row['seed']}")  # checkpoint order, as merged() writes them
         for table in ("types", "windows", "stand_ins", "removals", "sizes"))
     lines = [f"# Per defect type: `{names['types']}`", "", "Written by `benchmarks/defect_types.py` from the last "
@@ -304,7 +305,8 @@ def summarise(output: Path, category: str) -> Path:
                   "default carry 21.", "",
                   *harness.markdown_table(
                       ["model", "seed", "step", "maximum", *(f"window {w}" for w in SCORE_WINDOWS)],
-                      ([*key, *(f"{r['image_AUROC']:.3f}" for r in windows if (r["model"], r["seed"], r["step"]) == key)]
+                      ([*key, *(f"{r['image_AUROC']:.3f}" for r in windows
+                                if (r["model"], r["seed"], r["step"]) == key)]
                        for key in dict.fromkeys((r["model"], r["seed"], r["step"]) for r in windows)))]
     if stand_ins:
         lines += ["", "## What the discriminator reads", "",
@@ -321,10 +323,11 @@ def summarise(output: Path, category: str) -> Path:
         lines += ["", "## What the reconstruction removes", "",
                   "Synthetic defects drawn into the defect-free test images (one mask per image, the same for every "
                   "kind), of the kind both models train on and of four they never see, beside the real defect types, "
-                  f"in `{names['removals']}`. `contrast`: how far the defect's pixels stand out from their surroundings, "
-                  "over the defect-free surface's own (1: no more than its texture). `residual`: pixel AUROC of "
-                  "|input - reconstruction| alone; `map`: of the anomaly map. `removed`: the share of the defect's "
-                  "change to the image that the reconstruction does not follow (synthetic kinds only).", "",
+                  f"in `{names['removals']}`. `contrast`: how far the defect's pixels stand out from their "
+                  "surroundings, over the defect-free surface's own (1: no more than its texture). `residual`: "
+                  "pixel AUROC of |input - reconstruction| alone; `map`: of the anomaly map. `removed`: the share of "
+                  "the defect's change to the image that the reconstruction does not follow (synthetic kinds only).",
+                  "",
                   *harness.markdown_table(
                       ["model", "seed", "step", "defects", "origin", "contrast", "mask share", "residual", "map",
                        "removed"],
@@ -361,7 +364,7 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Score every curve checkpoint per defect type, then write the table."""
+    """Score every curve checkpoint per defect type, then write the tables (``--summarise-only``: only write)."""
     args = parse_arguments(argv)
     if args.summarise_only:
         print(summarise(args.output, args.category))  # noqa: T201

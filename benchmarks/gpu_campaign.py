@@ -182,7 +182,6 @@ def preflight(accelerator: str, textures: Path, work: Path) -> None:
         RuntimeError: If a synthesised batch leaves the device or is not finite.
     """
     import torch  # noqa: PLC0415
-    from anomalib.engine import Engine  # noqa: PLC0415
 
     from anomalib_recsem import SyntheticDefect  # noqa: PLC0415
 
@@ -207,8 +206,7 @@ def preflight(accelerator: str, textures: Path, work: Path) -> None:
         curves.run(model_name, 0, arguments)
         print(f"preflight: {model_name} curve run of two steps in bf16-mixed on {device}", flush=True)  # noqa: T201
     if device.type == "cuda":
-        engine = Engine(default_root_dir=work / "preflight" / "16-mixed", max_steps=2, precision="16-mixed",
-                        accelerator=accelerator, devices=1, logger=False, enable_progress_bar=False)
+        engine = harness.engine(work / "preflight" / "16-mixed", accelerator, max_steps=2, precision="16-mixed")
         engine.fit(model=harness.recsem("recsem_tiny"),
                    datamodule=harness.datamodule(root, "dummy", batch_size=4, num_workers=0))
         print(f"preflight: two training steps in 16-mixed on {device}", flush=True)  # noqa: T201

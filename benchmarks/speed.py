@@ -503,23 +503,23 @@ def summarise(output: Path) -> Path:
     latest: dict[tuple, dict[str, str]] = {}
     for row in train:
         latest[(row["device"], row["model"], row["precision"], row["channels_last"], row["batch_size"])] = row
-    cells = []
+    table = []
     for row in latest.values():
         cell = [row["device"], row["model"], row["image_size"], row["batch_size"], row["precision"],
                 row["channels_last"]]
         if row["status"] != "ok":
-            cells.append([*cell, f"{row['status']}: {row['note'][:60]}", *[""] * 7])
+            table.append([*cell, f"{row['status']}: {row['note'][:60]}", *[""] * 7])
             continue
         memory = f"{float(row['gpu_reserved_mb']) / 1024:.1f} GiB" if row.get("gpu_reserved_mb") else "–"
         syncs = f"{float(row['host_syncs_per_step']):.1f}" if row.get("host_syncs_per_step") else "–"
         alone, fitting = (f"{100 * float(row[key]):.1f} %" if row.get(key) else "–"
                           for key in ("synthesis_share", "lightning_outside_share"))
-        cells.append([*cell, f"{float(row['seconds_per_step']):.3f}", f"{float(row['samples_per_second']):.1f}",
+        table.append([*cell, f"{float(row['seconds_per_step']):.3f}", f"{float(row['samples_per_second']):.1f}",
                       f"{float(row['mfu']):.3f}", f"{100 * float(row['outside_share']):.1f} %", fitting, alone,
                       memory, syncs])
     lines += ["## Training step", "", *harness.markdown_table(
         ["device", "preset", "px", "batch", "precision", "channels-last", "s/step", "samples/s", "MFU",
-         "outside fwd/bwd", "in Lightning", "synthesis alone", "GPU memory", "host syncs/step"], cells)]
+         "outside fwd/bwd", "in Lightning", "synthesis alone", "GPU memory", "host syncs/step"], table)]
     lines += ["", "Outside fwd/bwd and in Lightning: 1 - the time of the same steps on one batch whose defects were "
               "made once / the time of the step (timed steps, or steps of `Trainer.fit`), all run back to back; on a "
               "CPU, where nothing overlaps, within a few percent of noise either way. Synthesis alone: gathering "
