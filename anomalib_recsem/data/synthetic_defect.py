@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -578,16 +579,23 @@ class SyntheticDefect(v2.Transform):
             ``SOURCE_AUGMENTATIONS``) each texture gets, ``0..10``.
         light_augmentation: Apply the light affine augmentation to every image.
         seed: ``None``: use torch's global generator (``lightning.seed_everything`` makes
-            runs reproducible). An int: a private ``torch.Generator``.
+            runs reproducible). An int: a private ``torch.Generator``; in a data-loader
+            worker it is reseeded from this seed and the worker's own seed, so that workers
+            and epochs draw different defects and a seeded run still draws the same ones.
 
     Example:
         >>> transform = SyntheticDefect(seed=0)
         >>> batch = transform.synthesize(torch.rand(4, 3, 64, 64), torch.tensor([True, False, True, True]))
         >>> batch.mask.shape, batch.label.tolist()
         (torch.Size([4, 1, 64, 64]), [1.0, 0.0, 1.0, 1.0])
-        >>> image, mask = transform(tv_tensors.Image(torch.rand(3, 64, 64)))
+        >>> image = transform(tv_tensors.Image(torch.rand(3, 64, 64)))  # as a torchvision transform
+        >>> image, mask = transform(image, tv_tensors.Mask(torch.zeros(64, 64)))  # with a mask: the defect's too
         >>> mask.shape
         torch.Size([64, 64])
+
+    In an anomalib dataset's ``augmentations`` the item's ``gt_label`` stays what the
+    dataset says (anomalib's hook passes the image and mask only), while ``gt_mask`` gains
+    the defect.
 
     Note:
         Random parameters are drawn on the CPU and moved to the images' device. Masks and
@@ -650,6 +658,7 @@ class SyntheticDefect(v2.Transform):
         self.light_augmentation = light_augmentation
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        self._seeded_in = os.getpid()
         self._drawn_masks = DrawAhead()
         self._drawn_textures = DrawAhead()
 
@@ -813,6 +822,21 @@ class SyntheticDefect(v2.Transform):
         defect_batch, _ = self._run(images, apply_defect)
         return defect_batch
 
+    def _reseed_in_worker(self) -> None:
+        """Give a data-loader worker's copy of a seeded generator a stream of its own.
+
+        Every worker starts from the parent's generator state, and workers that are not
+        persistent start from it again every epoch: without this, each worker and each
+        epoch would draw the same defects. The worker's seed differs per worker and epoch
+        and follows the loader's random state, so a seeded run stays reproducible.
+        """
+        if self.generator is None or self._seeded_in == os.getpid():
+            return
+        self._seeded_in = os.getpid()
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None:
+            self.generator.manual_seed(hash((self.seed, worker.seed)) % 2**63)
+
     def _run(self, images: Tensor, apply_defect: Tensor | None, extra_mask: Tensor | None = None) -> tuple[DefectBatch, Tensor | None]:
         if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):  # noqa: PLR2004
             shape = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
@@ -822,6 +846,7 @@ class SyntheticDefect(v2.Transform):
             msg = f"images must be a floating tensor with values in [0, 1], got dtype {images.dtype}"
             raise TypeError(msg)
         batch, _, height, width = images.shape
+        self._reseed_in_worker()
         if apply_defect is None:
             selected = torch.rand(batch, generator=self.generator) < self.probability
         else:
@@ -856,8 +881,8 @@ class SyntheticDefect(v2.Transform):
         )
         return result, warped_extra
 
-    def forward(self, *inputs: Any) -> tuple[Tensor, tv_tensors.Mask]:  # noqa: ANN401
-        """Apply as a torchvision / anomalib transform.
+    def forward(self, *inputs: Any) -> Tensor | tuple[Tensor, tv_tensors.Mask]:  # noqa: ANN401
+        """Apply as a torchvision / anomalib transform: what comes in comes back, changed.
 
         Args:
             *inputs: An image ``(C, H, W)`` or batch ``(B, C, H, W)`` (plain tensor or
@@ -865,10 +890,12 @@ class SyntheticDefect(v2.Transform):
                 ``(1, H, W)`` (single image) or ``(B, H, W)``, ``(B, 1, H, W)`` (batch).
 
         Returns:
-            ``(defective_image, mask)``. The image has the input's shape and type. The mask
-            is a ``tv_tensors.Mask`` ``(H, W)`` for a single image or ``(B, H, W)`` for a
-            batch: the given mask (moved by the same light augmentation) OR the new defect
-            mask, in the given mask's dtype (the image's dtype if none was given).
+            The defective image, with the input's shape and type; given a mask,
+            ``(defective_image, mask)``, where the mask is a ``tv_tensors.Mask`` ``(H, W)``
+            for a single image or ``(B, H, W)`` for a batch: the given mask (moved by the
+            same light augmentation) OR the new defect mask, in the given mask's dtype.
+            (anomalib's classification datasets call their augmentations with the image
+            alone and expect an image back.)
         """
         if len(inputs) == 1 and isinstance(inputs[0], (tuple, list)):
             inputs = tuple(inputs[0])
@@ -904,4 +931,4 @@ class SyntheticDefect(v2.Transform):
             defective, mask = defective[0], mask[0]
         if isinstance(image, tv_tensors.TVTensor):
             defective = tv_tensors.wrap(defective, like=image)
-        return defective, tv_tensors.Mask(mask)
+        return defective if given_mask is None else (defective, tv_tensors.Mask(mask))

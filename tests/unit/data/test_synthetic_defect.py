@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageEnhance, ImageOps
+from anomalib import TaskType
+from anomalib.data.datasets.image.folder import FolderDataset
 from scipy import ndimage
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -344,8 +346,9 @@ def test_cuda_matches_cpu_parameters() -> None:
 
 def test_forward_batch_of_one_equals_single_image() -> None:
     image = _images(batch=1)[0]
-    single_image, single_mask = SyntheticDefect(probability=1.0, seed=10)(image)
-    batch_image, batch_mask = SyntheticDefect(probability=1.0, seed=10)(image.unsqueeze(0))
+    no_mask = torch.zeros(SIZE, SIZE)
+    single_image, single_mask = SyntheticDefect(probability=1.0, seed=10)(image, no_mask)
+    batch_image, batch_mask = SyntheticDefect(probability=1.0, seed=10)(image.unsqueeze(0), no_mask[None])
     assert single_image.shape == (3, SIZE, SIZE)
     assert single_mask.shape == (SIZE, SIZE)
     assert batch_image.shape == (1, 3, SIZE, SIZE)
@@ -375,6 +378,39 @@ def test_forward_inside_compose_with_image_and_mask() -> None:
     assert int(out_mask.sum()) > int(given.sum())
     changed = (out_image != image).any(0)
     assert not bool((changed & (out_mask == 0)).any())
+
+
+def test_an_image_alone_comes_back_as_an_image(tmp_path: Path) -> None:
+    # torchvision's rule, which anomalib's classification datasets rely on: they call their
+    # augmentations with the image alone and keep what comes back as the image.
+    image = tv_tensors.Image(_images(batch=1)[0])
+    defective = SyntheticDefect(probability=1.0, seed=10)(image)
+    assert isinstance(defective, tv_tensors.Image) and defective.shape == image.shape
+    assert not torch.equal(defective, image)
+    for index in range(2):
+        _write_image(tmp_path / "good" / f"{index}.png", colour=(90, 90, 90), size=SIZE)
+    dataset = FolderDataset(name="surfaces", root=tmp_path, normal_dir="good", augmentations=SyntheticDefect(seed=0))
+    assert dataset.task == TaskType.CLASSIFICATION
+    item = dataset[0]
+    assert isinstance(item.image, torch.Tensor) and item.image.shape == (3, SIZE, SIZE + 8)
+
+
+def test_seeded_workers_and_epochs_draw_different_defects_reproducibly() -> None:
+    # Each worker starts from a copy of the parent's generator, again at every epoch.
+    images = _images(batch=4)
+    transform = SyntheticDefect(probability=1.0, light_augmentation=False, seed=0)
+    dataset = [(images[index], torch.zeros(SIZE, SIZE)) for index in range(4)]
+
+    def epochs() -> list[torch.Tensor]:
+        torch.manual_seed(5)  # what Lightning's seed_everything does for the loader's worker seeds
+        loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=2,
+                                             collate_fn=lambda items: transform(*items[0])[1])
+        return [torch.stack(list(loader)) for _ in range(2)]
+
+    first, second = epochs()
+    assert not torch.equal(first[0], first[1])  # worker 0's first item, worker 1's first item
+    assert not torch.equal(first, second)  # epoch 1, epoch 2
+    assert all(torch.equal(a, b) for a, b in zip(epochs(), (first, second), strict=True))
 
 
 def test_forward_batch_with_mask_and_plain_tensor() -> None:
