@@ -310,6 +310,18 @@ def find_texture_images(root: str | Path) -> list[Path]:
     return paths
 
 
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """``image``, with 16-bit grey levels scaled to 8 bits.
+
+    PIL's conversion of a 16-bit grey image to RGB clips every level above 255, which turns
+    most of a 16-bit texture white.
+    """
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):  # noqa: PLR2004
+        levels = np.asarray(image, dtype=np.float64) / 257  # 65535 -> 255
+        return Image.fromarray(np.clip(np.rint(levels), 0, 255).astype(np.uint8))
+    return image
+
+
 class TextureFolder:
     """Lazily decoded, cached texture images from a directory.
 
@@ -349,9 +361,9 @@ class TextureFolder:
             with Image.open(path) as image:
                 # JPEG can decode at a reduced scale directly, several times faster.
                 image.draft("RGB", (self.size, self.size))
-                rgb = image.convert("RGB").resize((self.size, self.size), Image.Resampling.BILINEAR)
+                rgb = _eight_bit(image).convert("RGB").resize((self.size, self.size), Image.Resampling.BILINEAR)
                 array = np.asarray(rgb, dtype=np.uint8)
-        except (OSError, ValueError, SyntaxError) as error:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
             msg = f"anomaly_source: cannot read texture image {str(path)!r}: {error}"
             raise OSError(msg) from error
         return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()

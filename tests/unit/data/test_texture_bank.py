@@ -102,3 +102,22 @@ def test_scikit_image_ships_every_photograph() -> None:
     assert len(crops) == len(SKIMAGE_PHOTOS) == 18
     textures = crops.sample(4, 32, 48, torch.Generator().manual_seed(0))
     assert textures.shape == (4, 3, 32, 48) and 0 <= textures.min() and textures.max() <= 1
+
+
+def test_sixteen_bit_grey_textures_keep_their_levels(tmp_path: Path) -> None:
+    # A 16-bit ramp; converted by PIL alone, every level above 255 would come out white.
+    ramp = np.tile(np.linspace(0, 65535, 16).round().astype(np.uint16), (16, 1))
+    Image.fromarray(ramp).save(tmp_path / "ramp16.png")
+    Image.fromarray((ramp // 257).astype(np.uint8)).save(tmp_path / "ramp8.png")
+    textures = TextureFolder(tmp_path, size=16)
+    sixteen, eight = (textures.load(torch.tensor([textures.paths.index(tmp_path / name)]))
+                      for name in ("ramp16.png", "ramp8.png"))
+    assert (sixteen.int() - eight.int()).abs().max() <= 1
+    assert sixteen.float().std() > 50  # a ramp, not a white image
+
+
+def test_an_image_too_large_to_decode_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 64 x 64 is then a decompression bomb
+    with pytest.raises(OSError, match="huge.png"):
+        TextureFolder(tmp_path, size=16).load(torch.tensor([0]))
