@@ -25,7 +25,7 @@ Example:
     >>> from anomalib_recsem.data.dagm.generator import write_dagm_dataset
     >>> root = write_dagm_dataset("/tmp/dagm", categories=("Class1",), image_size=256)
     >>> sorted(p.name for p in (root / "Class1").iterdir())
-    ['Test', 'Train']
+    ['.written_by_anomalib_recsem', 'Test', 'Train']
 """
 
 import logging
@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 DEFECT_TYPES: tuple[str, ...] = ("scratch", "spot", "dent", "stain")
 """Defect kinds :func:`add_defect` can paint."""
+
+MARKER = ".written_by_anomalib_recsem"
+"""File in each category folder :func:`write_dagm_dataset` writes: only such folders are replaced."""
 
 
 # One texture style (with style parameters) per DAGM class so that classes look different.
@@ -488,8 +491,9 @@ def write_dagm_dataset(
             (like DAGM) instead of exact defect masks.
         defect_types: Defect kinds to draw from (subset of
             :data:`DEFECT_TYPES`).
-        overwrite: Replace existing ``<root>/<category>`` folders; otherwise
-            a non-empty one is an error.
+        overwrite: Replace existing ``<root>/<category>`` folders that this function
+            wrote (they hold the file :data:`MARKER`); otherwise a non-empty one is an
+            error. A folder without the marker (real DAGM data, say) is never deleted.
 
     Returns:
         Path: ``root`` as a :class:`~pathlib.Path`.
@@ -497,7 +501,7 @@ def write_dagm_dataset(
     Raises:
         ValueError: If a category, defect type, count or size is invalid.
         FileExistsError: If a category folder exists, is not empty and
-            ``overwrite`` is ``False``.
+            ``overwrite`` is ``False`` or the folder was not written here.
     """
     root = Path(root)
     categories = [categories] if isinstance(categories, str) else list(categories)
@@ -526,11 +530,17 @@ def write_dagm_dataset(
     for category in categories:
         class_dir = root / category
         if class_dir.exists() and any(class_dir.iterdir()):
+            if not (class_dir / MARKER).is_file():
+                msg = (f"{class_dir} already exists, is not empty and was not written by write_dagm_dataset: "
+                       "it is left as it is. Choose another root, or move that folder away.")
+                raise FileExistsError(msg)
             if not overwrite:
                 msg = f"{class_dir} already exists and is not empty; pass overwrite=True to replace it."
                 raise FileExistsError(msg)
             shutil.rmtree(class_dir)
 
+        class_dir.mkdir(parents=True, exist_ok=True)
+        (class_dir / MARKER).touch()  # first, so that an interrupted write can be replaced too
         num_train_total = (num_train + num_train_defective) if with_train else 0
         num_test_total = num_test_normal + num_test_defective
         total = num_train_total + num_test_total

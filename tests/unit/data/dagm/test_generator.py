@@ -11,6 +11,7 @@ from PIL import Image
 from anomalib_recsem.data.dagm import DAGM_CATEGORIES, parse_dagm_labels
 from anomalib_recsem.data.dagm.generator import (
     DEFECT_TYPES,
+    MARKER,
     add_defect,
     elliptical_label,
     make_texture,
@@ -102,7 +103,7 @@ def test_reproducible_and_seed_dependent(tmp_path: Path) -> None:
 
 def test_without_train_folder(tmp_path: Path) -> None:
     root = write_dagm_dataset(tmp_path, with_train=False, **SMALL)
-    assert sorted(path.name for path in (root / "Class1").iterdir()) == ["Test"]
+    assert sorted(path.name for path in (root / "Class1").iterdir()) == [MARKER, "Test"]
     assert len(_rows(root / "Class1" / "Test")) == 7
 
 
@@ -195,6 +196,16 @@ def test_existing_folder_needs_overwrite(tmp_path: Path) -> None:
         write_dagm_dataset(tmp_path, **SMALL)
     write_dagm_dataset(tmp_path, overwrite=True, with_train=False, **SMALL)
     assert not (tmp_path / "Class1" / "Train").exists()
+
+
+def test_a_folder_it_did_not_write_is_never_replaced(tmp_path: Path) -> None:
+    # Real data under the same name (the demo's --output pointed at a DAGM copy, say) stays.
+    real = tmp_path / "Class1" / "Train" / "0001.PNG"
+    real.parent.mkdir(parents=True)
+    real.write_bytes(b"a real image")
+    with pytest.raises(FileExistsError, match="not written by write_dagm_dataset"):
+        write_dagm_dataset(tmp_path, overwrite=True, **SMALL)
+    assert real.read_bytes() == b"a real image"
 
 
 def test_single_defect_type(tmp_path: Path) -> None:
