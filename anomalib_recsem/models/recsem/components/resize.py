@@ -88,10 +88,15 @@ class AntialiasedPreProcessor(PreProcessor):
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """Resize an exported model's input.
 
+        A checkpoint restores the transform it was trained with (anomalib's load hook): one
+        that is not a plain resize (a user's own pipeline) is applied as anomalib would.
+
         Args:
             batch: Images ``(B, C, H, W)`` of any size.
 
         Returns:
             torch.Tensor: ``(B, C, height, width)``.
         """
-        return resize_antialiased(batch, self.transform.size)
+        if type(self.transform) is Resize:
+            return resize_antialiased(batch, self.transform.size)
+        return super().forward(batch)

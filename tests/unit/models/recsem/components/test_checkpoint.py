@@ -8,6 +8,8 @@ from pathlib import Path
 import lightning
 import pytest
 import torch
+from anomalib.pre_processing import PreProcessor
+from torchvision.transforms.v2 import Compose, Resize
 
 from anomalib_recsem import RecSem
 from anomalib_recsem.models.recsem.components.checkpoint import (
@@ -106,3 +108,12 @@ def test_a_mismatch_is_named_whatever_loader_arguments_are_given(tmp_path: Path)
                                                       "load_from_checkpoint was given reconstruction_width=16"):
         RecSem.load_from_checkpoint(path, map_location="cpu", weights_only=False, strict=True,
                                     reconstruction_width=16)
+
+
+def test_a_restored_pipeline_of_the_users_own_still_pre_processes(tmp_path: Path) -> None:
+    # anomalib's load hook puts the stored transform into the freshly built pre-processor.
+    pipeline = PreProcessor(transform=Compose([Resize([64, 64], antialias=True)]))
+    path = _saved(RecSem(**TINY_RECSEM, pre_processor=pipeline), tmp_path / "model.ckpt")
+    model = RecSem.load_from_checkpoint(path)
+    assert isinstance(model.pre_processor.transform, Compose)
+    assert model.pre_processor(torch.rand(2, 3, 100, 80)).shape == (2, 3, 64, 64)
