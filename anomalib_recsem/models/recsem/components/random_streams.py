@@ -58,7 +58,8 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     ))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # One state per device the saving machine saw; this one may have fewer.
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
 
 
 def seed_rank_generators(base: int, epoch: int, rank: int) -> None:
@@ -80,6 +81,7 @@ class RandomStreams(pl.Callback):
     def __init__(self) -> None:
         # Shared by all ranks of a distributed run; None in a single-process run.
         self.rank_seed: int | None = None
+        self._resumed_state: dict[str, Any] | None = None
 
     @staticmethod
     def _distributed(trainer: pl.Trainer) -> bool:
@@ -90,15 +92,23 @@ class RandomStreams(pl.Callback):
         return {"rng": capture_rng_state(), "rank_seed": self.rank_seed}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Continue the streams where the checkpoint left them (Lightning calls this only to resume).
+        """Keep the checkpoint's streams, to continue them if this is a resumed fit.
 
-        It runs before the training loader is built, which draws from the global generator.
+        Lightning also calls this when testing, validating or predicting from a checkpoint;
+        those leave the user's generators alone.
         """
-        restore_rng_state(state_dict["rng"])
+        self._resumed_state = state_dict["rng"]
         self.rank_seed = state_dict["rank_seed"]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Draw the shared rank seed on rank 0 and broadcast it (a collective: every rank calls it)."""
+        """Continue a resumed run's streams; draw the shared rank seed on rank 0 and broadcast it.
+
+        Both before the training loader is built, which draws from the global generator. The
+        broadcast is a collective: every rank calls it.
+        """
+        if self._resumed_state is not None:
+            restore_rng_state(self._resumed_state)
+            self._resumed_state = None
         if self._distributed(trainer) and self.rank_seed is None:
             drawn = int(torch.randint(0, 2**62, (1,)).item())
             self.rank_seed = int(trainer.strategy.broadcast(drawn, src=0))

@@ -1,4 +1,4 @@
-"""RandomStreams starts every epoch from the generators alone."""
+"""RandomStreams starts every epoch from the generators alone, and continues a checkpoint's when resuming."""
 
 from __future__ import annotations
 
@@ -26,3 +26,17 @@ def test_epoch_start_discards_the_defects_drawn_ahead() -> None:
     again = transform.synthesize(images, two)
     assert torch.equal(fresh.mask, again.mask) and torch.equal(fresh.defective, again.defective)
     assert not torch.equal(left_over.mask, fresh.mask)
+
+
+def test_a_checkpoints_streams_are_continued_by_a_fit_only() -> None:
+    # Lightning hands a checkpoint's callback state over when testing or predicting from it too.
+    streams = RandomStreams()
+    torch.manual_seed(0)
+    saved = streams.state_dict()
+    continued = torch.rand(3)
+    torch.manual_seed(1)
+    users = torch.get_rng_state()
+    streams.load_state_dict(saved)
+    assert torch.equal(torch.get_rng_state(), users)  # a test run leaves the user's seed alone
+    streams.on_fit_start(SimpleNamespace(world_size=1), None)  # a resumed fit continues the streams
+    assert torch.equal(torch.rand(3), continued)
