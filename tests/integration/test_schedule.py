@@ -27,7 +27,9 @@ class _Rates(Callback):
         self.batches = trainer.num_training_batches
 
 
-@pytest.mark.parametrize("length", [{"max_epochs": 6}, {"max_steps": 30, "max_epochs": -1}])
+@pytest.mark.parametrize("length", [{"max_epochs": 6}, {"max_steps": 30, "max_epochs": -1},
+                                    # 4 batches an epoch in 2 optimiser steps, the second of one batch
+                                    {"max_steps": 12, "max_epochs": -1, "accumulate_grad_batches": 3}])
 def test_warm_up_then_cosine_over_the_whole_run(mvtec_root: Path, tmp_path: Path, length: dict[str, int]) -> None:
     datamodule = MVTecAD(root=mvtec_root, category="dummy", **TINY_BATCHES, num_workers=0)
     model = RecSem(**{**TINY_RECSEM, "warmup_epochs": 2, "learning_rate": 0.01})
@@ -35,7 +37,8 @@ def test_warm_up_then_cosine_over_the_whole_run(mvtec_root: Path, tmp_path: Path
     engine = Engine(default_root_dir=tmp_path, logger=False, accelerator="cpu", devices=1, callbacks=[rates],
                     enable_progress_bar=False, limit_val_batches=0, num_sanity_val_steps=0, **length)
     engine.fit(model=model, datamodule=datamodule)
-    epochs = length["max_epochs"] if length["max_epochs"] > 0 else math.ceil(length["max_steps"] / rates.batches)
+    steps_per_epoch = math.ceil(rates.batches / length.get("accumulate_grad_batches", 1))
+    epochs = length["max_epochs"] if length["max_epochs"] > 0 else math.ceil(length["max_steps"] / steps_per_epoch)
     assert epochs > 3  # noqa: PLR2004  (warm-up and some decay)
     assert rates.rates == pytest.approx([0.01 * warmup_cosine(epoch, epochs, 2) for epoch in range(len(rates.rates))])
     assert rates.rates[-1] < rates.rates[2]  # the cosine has started to fall within the run

@@ -387,7 +387,8 @@ class RecSem(CheckedCheckpointMixin, SafeExportMixin, AnomalibModule):
         per_epoch = self.trainer.num_training_batches
         if not math.isfinite(steps) or not per_epoch or not math.isfinite(per_epoch):
             return self.trainer.max_epochs or 0
-        return math.ceil(steps * self.trainer.accumulate_grad_batches / per_epoch)
+        # Lightning's own count: an epoch's last, partial accumulation is a step of its own.
+        return math.ceil(steps / math.ceil(per_epoch / self.trainer.accumulate_grad_batches))
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
