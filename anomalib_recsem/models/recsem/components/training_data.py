@@ -18,6 +18,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from anomalib.data import ImageBatch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 
 logger = logging.getLogger(__name__)
@@ -157,6 +158,13 @@ class InMemoryTrainingData(pl.Callback):
         source = trainer.fit_loop._data_source  # noqa: SLF001
         self._original = source.instance
         loader = source.dataloader()
+        augmentations = getattr(loader.dataset, "augmentations", None)
+        if augmentations is not None:
+            rank_zero_warn(
+                f"RecSem reads the training images once per run and keeps them, so the training set's augmentations "
+                f"({type(augmentations).__name__}) were drawn once: each image keeps the same one for the whole run. "
+                "RecSem's own light augmentation and synthetic defects are drawn afresh at every step.",
+            )
         pre_processor = getattr(pl_module, "pre_processor", None)
         images = read_training_images(loader, getattr(pre_processor, "transform", None))
         images = images.to(storage_device(images, trainer.strategy.root_device))

@@ -1,11 +1,19 @@
-"""What a training step sees: the authors' epoch, shuffled as one set."""
+"""What a training step sees: the authors' epoch, shuffled as one set, over images read once."""
 
 from __future__ import annotations
 
-import torch
-from torch.utils.data import DataLoader
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
 
-from anomalib_recsem.models.recsem.components.training_data import DefectEpochs, keep_batch
+import pytest
+import torch
+from anomalib.data import ImageBatch
+from anomalib.data.datasets.image.mvtecad import MVTecADDataset
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+from anomalib_recsem.models.recsem.components.training_data import DefectEpochs, InMemoryTrainingData, keep_batch
 from tests.host_waits import BlockingCopies
 
 
@@ -51,3 +59,19 @@ def test_images_come_from_their_device_and_the_defect_flags_from_the_host() -> N
     assert batch.image.device == torch.device("meta") and batch.image.dtype == torch.float32
     assert batch.gt_label.device == torch.device("cpu")
     assert batch.gt_label.tolist() == [False, True, True]
+
+
+@pytest.mark.parametrize("augmentations", [None, v2.RandomHorizontalFlip()])
+def test_the_training_sets_own_augmentations_are_said_to_be_drawn_once(mvtec_root: Path,
+                                                                          augmentations: v2.Transform | None) -> None:
+    dataset = MVTecADDataset(root=mvtec_root, category="dummy", split="train", augmentations=augmentations)
+    loader = DataLoader(dataset, batch_size=4, collate_fn=ImageBatch.collate)
+    source = SimpleNamespace(instance=loader, dataloader=lambda: loader)
+    trainer = SimpleNamespace(fit_loop=SimpleNamespace(_data_source=source),
+                              strategy=SimpleNamespace(root_device=torch.device("cpu")))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        InMemoryTrainingData(1, 1).setup(trainer, SimpleNamespace(pre_processor=None), "fit")
+    said = [str(warning.message) for warning in caught if "drawn once" in str(warning.message)]
+    assert len(said) == (augmentations is not None)
+    assert len(source.instance.dataset) == 2 * len(dataset)  # the in-memory epoch is installed either way
