@@ -566,7 +566,8 @@ class SyntheticDefect(v2.Transform):
         perlin_scale_range: ``(low, high)`` of the integer exponent ``r``; each axis of
             the Perlin lattice has ``2**r`` cells, ``r`` drawn per axis and per image,
             ``0 <= low <= high <= 8``. The later variant uses ``(3, 5)``.
-        threshold: The mask is ``rotated_noise > threshold``, ``-1 < threshold < 1``.
+        threshold: The mask is ``rotated_noise > threshold``, ``0 <= threshold < 1`` (below 0,
+            the corners that the rotation pads with zeros would be defect too).
         mask_rotation: The noise is rotated by ``U(-mask_rotation, mask_rotation)``
             degrees, ``0 <= mask_rotation <= 180``.
         min_defect_area: Later variant: drop mask components with fewer pixels (800 in
@@ -631,8 +632,8 @@ class SyntheticDefect(v2.Transform):
         if not (scale_low.is_integer() and scale_high.is_integer() and 0 <= scale_low <= scale_high <= 8):  # noqa: PLR2004
             msg = f"perlin_scale_range must be a pair {accepted}, got {tuple(perlin_scale_range)!r}"
             raise ValueError(msg)
-        if not -1 < check_number("threshold", threshold, minimum=-1, strict=True) < 1:
-            msg = f"threshold must be in (-1, 1) (Perlin noise lies in [-1, 1]), got {threshold!r}"
+        if not 0 <= check_number("threshold", threshold, minimum=0) < 1:
+            msg = f"threshold must be in [0, 1) (Perlin noise in [-1, 1], rotated in with zeros), got {threshold!r}"
             raise ValueError(msg)
         if check_number("mask_rotation", mask_rotation, minimum=0) > 180:  # noqa: PLR2004
             msg = f"mask_rotation must be in [0, 180] degrees, got {mask_rotation!r}"
@@ -886,7 +887,8 @@ class SyntheticDefect(v2.Transform):
 
         Args:
             *inputs: An image ``(C, H, W)`` or batch ``(B, C, H, W)`` (plain tensor or
-                ``tv_tensors.Image``), optionally followed by a mask ``(H, W)``,
+                ``tv_tensors.Image``; floats in ``[0, 1]``, or integers spanning their type's
+                range as torchvision has them), optionally followed by a mask ``(H, W)``,
                 ``(1, H, W)`` (single image) or ``(B, H, W)``, ``(B, 1, H, W)`` (batch).
 
         Returns:
@@ -910,6 +912,9 @@ class SyntheticDefect(v2.Transform):
         single = image.ndim == 3  # noqa: PLR2004
         batch = image.as_subclass(Tensor)
         batch = batch.unsqueeze(0) if single else batch
+        integer = not batch.is_floating_point()
+        if integer:
+            batch = v2.functional.to_dtype(batch, torch.float32, scale=True)
         num, _, height, width = batch.shape
 
         extra = None
@@ -927,6 +932,8 @@ class SyntheticDefect(v2.Transform):
         mask_dtype = given_mask.dtype if isinstance(given_mask, Tensor) else result.mask.dtype
         mask = mask[:, 0].to(mask_dtype)
         defective = result.defective
+        if integer:
+            defective = v2.functional.to_dtype(defective, image.dtype, scale=True)
         if single:
             defective, mask = defective[0], mask[0]
         if isinstance(image, tv_tensors.TVTensor):

@@ -413,6 +413,17 @@ def test_seeded_workers_and_epochs_draw_different_defects_reproducibly() -> None
     assert all(torch.equal(a, b) for a, b in zip(epochs(), (first, second), strict=True))
 
 
+def test_eight_bit_images_come_back_in_eight_bits() -> None:
+    # torchvision's convention for integer images: 0-255; the pixels outside the defect keep their values.
+    image = tv_tensors.Image((_images(batch=1)[0] * 255).round().to(torch.uint8))
+    transform = SyntheticDefect(probability=1.0, light_augmentation=False, seed=10)
+    defective, mask = transform(image, tv_tensors.Mask(torch.zeros(SIZE, SIZE, dtype=torch.uint8)))
+    assert isinstance(defective, tv_tensors.Image) and defective.dtype == torch.uint8
+    outside = ~mask.bool()
+    assert torch.equal(defective[:, outside], image[:, outside])
+    assert bool((defective != image).any())
+
+
 def test_forward_batch_with_mask_and_plain_tensor() -> None:
     images = _images(batch=3)
     given = torch.zeros(3, SIZE, SIZE)
@@ -848,6 +859,7 @@ def test_directory_without_images_raises_value_error(tmp_path: Path) -> None:
         ({"perlin_scale_range": (0, 9)}, "perlin_scale_range"),
         ({"perlin_scale_range": (4, 2)}, "perlin_scale_range"),
         ({"threshold": 1.0}, "threshold"),
+        ({"threshold": -0.2}, "threshold"),
         ({"mask_rotation": -1.0}, "mask_rotation"),
         ({"min_defect_area": -1}, "min_defect_area"),
         ({"min_defect_size": -1}, "min_defect_size"),
