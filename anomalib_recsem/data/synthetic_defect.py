@@ -581,8 +581,8 @@ class SyntheticDefect(v2.Transform):
         light_augmentation: Apply the light affine augmentation to every image.
         seed: ``None``: use torch's global generator (``lightning.seed_everything`` makes
             runs reproducible). An int: a private ``torch.Generator``; in a data-loader
-            worker it is reseeded from this seed and the worker's own seed, so that workers
-            and epochs draw different defects and a seeded run still draws the same ones.
+            worker it is reseeded from this seed and the worker's own torch seed, so that
+            workers and epochs draw different defects and a seeded run still draws the same ones.
 
     Example:
         >>> transform = SyntheticDefect(seed=0)
@@ -834,9 +834,10 @@ class SyntheticDefect(v2.Transform):
         if self.generator is None or self._seeded_in == os.getpid():
             return
         self._seeded_in = os.getpid()
-        worker = torch.utils.data.get_worker_info()
-        if worker is not None:
-            self.generator.manual_seed(hash((self.seed, worker.seed)) % 2**63)
+        if torch.utils.data.get_worker_info() is not None:
+            # The worker's torch seed: its loader's seed and worker id, and the distributed rank
+            # once Lightning's worker initialisation (seed_everything(workers=True)) has run.
+            self.generator.manual_seed(hash((self.seed, torch.initial_seed())) % 2**63)
 
     def _run(self, images: Tensor, apply_defect: Tensor | None, extra_mask: Tensor | None = None) -> tuple[DefectBatch, Tensor | None]:
         if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):  # noqa: PLR2004
@@ -887,8 +888,8 @@ class SyntheticDefect(v2.Transform):
 
         Args:
             *inputs: An image ``(C, H, W)`` or batch ``(B, C, H, W)`` (plain tensor or
-                ``tv_tensors.Image``; floats in ``[0, 1]``, or integers spanning their type's
-                range as torchvision has them), optionally followed by a mask ``(H, W)``,
+                ``tv_tensors.Image``; floats in ``[0, 1]``, or ``uint8`` in ``[0, 255]`` as
+                torchvision has them), optionally followed by a mask ``(H, W)``,
                 ``(1, H, W)`` (single image) or ``(B, H, W)``, ``(B, 1, H, W)`` (batch).
 
         Returns:
@@ -913,6 +914,10 @@ class SyntheticDefect(v2.Transform):
         batch = image.as_subclass(Tensor)
         batch = batch.unsqueeze(0) if single else batch
         integer = not batch.is_floating_point()
+        if integer and batch.dtype != torch.uint8:
+            # torchvision's way back from float loses levels of wider integer types (65535 -> 0).
+            msg = f"SyntheticDefect takes float images in [0, 1] or uint8 images, got dtype {batch.dtype}"
+            raise TypeError(msg)
         if integer:
             batch = v2.functional.to_dtype(batch, torch.float32, scale=True)
         num, _, height, width = batch.shape

@@ -422,6 +422,8 @@ def test_eight_bit_images_come_back_in_eight_bits() -> None:
     outside = ~mask.bool()
     assert torch.equal(defective[:, outside], image[:, outside])
     assert bool((defective != image).any())
+    with pytest.raises(TypeError, match="uint8"):
+        transform(image.to(torch.int32) * 257)
 
 
 def test_forward_batch_with_mask_and_plain_tensor() -> None:
