@@ -527,16 +527,21 @@ def write_dagm_dataset(
         msg = f"Invalid image_size {image_size!r}: must be >= 16."
         raise ValueError(msg)
 
+    # Every folder is checked before any is replaced.
     for category in categories:
         class_dir = root / category
         if class_dir.exists() and any(class_dir.iterdir()):
             if not (class_dir / MARKER).is_file():
-                msg = (f"{class_dir} already exists, is not empty and was not written by write_dagm_dataset: "
-                       "it is left as it is. Choose another root, or move that folder away.")
+                msg = (f"{class_dir} already exists, is not empty and holds no {MARKER} file: write_dagm_dataset "
+                       "did not write it (or wrote it before it marked its folders), so it is left as it is. Choose "
+                       "another root, or move that folder away (an earlier demo's data can be deleted).")
                 raise FileExistsError(msg)
             if not overwrite:
                 msg = f"{class_dir} already exists and is not empty; pass overwrite=True to replace it."
                 raise FileExistsError(msg)
+    for category in categories:
+        class_dir = root / category
+        if class_dir.exists():
             shutil.rmtree(class_dir)
 
         class_dir.mkdir(parents=True, exist_ok=True)

@@ -203,9 +203,13 @@ def test_a_folder_it_did_not_write_is_never_replaced(tmp_path: Path) -> None:
     real = tmp_path / "Class1" / "Train" / "0001.PNG"
     real.parent.mkdir(parents=True)
     real.write_bytes(b"a real image")
-    with pytest.raises(FileExistsError, match="not written by write_dagm_dataset"):
-        write_dagm_dataset(tmp_path, overwrite=True, **SMALL)
+    write_dagm_dataset(tmp_path, categories=("Class2",), **SMALL)
+    kept = tmp_path / "Class2" / "Test" / "kept.txt"  # gone if Class2 were replaced
+    kept.write_text("written after the generator")
+    with pytest.raises(FileExistsError, match=f"holds no {MARKER}"):
+        write_dagm_dataset(tmp_path, categories=("Class2", "Class1"), overwrite=True, **SMALL)
     assert real.read_bytes() == b"a real image"
+    assert kept.is_file()  # nothing is replaced before every folder has been checked
 
 
 def test_single_defect_type(tmp_path: Path) -> None:
