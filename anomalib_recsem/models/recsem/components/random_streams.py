@@ -82,6 +82,7 @@ class RandomStreams(pl.Callback):
         # Shared by all ranks of a distributed run; None in a single-process run.
         self.rank_seed: int | None = None
         self._resumed_state: dict[str, Any] | None = None
+        self._fitting = False
 
     @staticmethod
     def _distributed(trainer: pl.Trainer) -> bool:
@@ -92,13 +93,18 @@ class RandomStreams(pl.Callback):
         return {"rng": capture_rng_state(), "rank_seed": self.rank_seed}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Keep the checkpoint's streams, to continue them if this is a resumed fit.
+        """Continue the checkpoint's streams if this is a resumed fit.
 
         Lightning also calls this when testing, validating or predicting from a checkpoint;
-        those leave the user's generators alone.
+        those leave the user's generators alone. Most strategies restore before
+        ``on_fit_start``, which then continues the streams; some (FSDP, DeepSpeed) restore
+        after it, and the streams continue here.
         """
-        self._resumed_state = state_dict["rng"]
         self.rank_seed = state_dict["rank_seed"]
+        if self._fitting:
+            restore_rng_state(state_dict["rng"])
+        else:
+            self._resumed_state = state_dict["rng"]
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Continue a resumed run's streams; draw the shared rank seed on rank 0 and broadcast it.
@@ -106,12 +112,18 @@ class RandomStreams(pl.Callback):
         Both before the training loader is built, which draws from the global generator. The
         broadcast is a collective: every rank calls it.
         """
+        self._fitting = True
         if self._resumed_state is not None:
             restore_rng_state(self._resumed_state)
             self._resumed_state = None
         if self._distributed(trainer) and self.rank_seed is None:
             drawn = int(torch.randint(0, 2**62, (1,)).item())
             self.rank_seed = int(trainer.strategy.broadcast(drawn, src=0))
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Forget a checkpoint's streams that no fit continued (a test run's, say)."""
+        self._fitting = False
+        self._resumed_state = None
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Reseed this rank for the epoch, and discard the defects drawn ahead in the last one.

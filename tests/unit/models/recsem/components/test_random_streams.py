@@ -40,3 +40,11 @@ def test_a_checkpoints_streams_are_continued_by_a_fit_only() -> None:
     assert torch.equal(torch.get_rng_state(), users)  # a test run leaves the user's seed alone
     streams.on_fit_start(SimpleNamespace(world_size=1), None)  # a resumed fit continues the streams
     assert torch.equal(torch.rand(3), continued)
+    # Strategies that restore after on_fit_start (FSDP, DeepSpeed): continued at once.
+    torch.manual_seed(1)
+    streams.load_state_dict(saved)
+    assert torch.equal(torch.rand(3), continued)
+    streams.teardown(None, None, "fit")
+    torch.manual_seed(1)
+    streams.load_state_dict(saved)  # a later test run from the checkpoint
+    assert torch.equal(torch.get_rng_state(), users)
