@@ -238,10 +238,20 @@ def merged(path: Path, scored: list[dict[str, Any]], columns: Sequence[str],
     read from the file, so the tables round kept and new rows alike.
     """
     kept = [row for row in harness.read_rows(path) if (row["model"], int(row["seed"])) not in checkpoints]
-    rows = sorted([*kept, *scored], key=lambda row: f"{row['model']}_seed{row['seed']}")
+    rows = sorted([*kept, *scored], key=checkpoint_order)
     if not rows:
         return []
     harness.write_rows(path, rows, columns)
+    return read_parsed(path)
+
+
+def checkpoint_order(row: dict[str, Any]) -> str:
+    """The sort key of a row: its checkpoint's name (``<model>_seed<seed>``)."""
+    return f"{row['model']}_seed{row['seed']}"
+
+
+def read_parsed(path: Path) -> list[dict[str, Any]]:
+    """The rows of a CSV, each cell as the number it was written from (none if it does not exist)."""
     return [{key: _parsed(value) for key, value in row.items()} for row in harness.read_rows(path)]
 
 
@@ -285,9 +295,7 @@ def summarise(output: Path, category: str) -> Path:
     """Write ``DEFECT_TYPES.md`` (``DEFECT_TYPES_<category>.md`` for other datasets) from the CSVs in ``output``."""
     names = csv_names(category)
     rows, windows, stand_ins, removals, by_size = (
-        sorted(({key: _parsed(value) for key, value in row.items()}
-                for row in harness.read_rows(output / names[table])),
-               key=lambda row: f"{row['model']}_seed{row['seed']}")  # checkpoint order, as merged() writes them
+        sorted(read_parsed(output / names[table]), key=checkpoint_order)  # as merged() writes them
         for table in ("types", "windows", "stand_ins", "removals", "sizes"))
     lines = [f"# Per defect type: `{names['types']}`", "", "Written by `benchmarks/defect_types.py` from the last "
              "checkpoint of each learning curve, on the whole test set.", "",
