@@ -20,10 +20,12 @@ from anomalib.data.utils import read_image
 from anomalib.deploy import ExportType, OpenVINOInferencer, TorchInferencer
 from anomalib.engine import Engine
 from anomalib.metrics import AUPRO
+from anomalib.pre_processing import PreProcessor
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EMAWeightAveraging
 from PIL import Image
 from sklearn.metrics import roc_auc_score
+from torchvision.transforms import v2
 
 from anomalib_recsem import RecSem
 from anomalib_recsem.data.toy_mvtec import write_mvtec_dataset
@@ -180,6 +182,46 @@ def test_training_batches_come_from_antialiased_images(tmp_path: Path) -> None:
     aliased = torch.nn.functional.interpolate(files, size=size, mode="bilinear", antialias=False)
     assert (stored.images - antialiased).abs().max() < 1e-3  # float16 storage
     assert (stored.images - aliased).abs().max() > 1e-2
+
+
+def _fit_recording_training_images(root: Path, project: Path, pre_processor: PreProcessor) -> list[torch.Tensor]:
+    """The images each training step gets, after a short fit with ``pre_processor``."""
+    datamodule = MVTecAD(root=root, category="dummy", **TINY_BATCHES, num_workers=0)
+    model = RecSem(**TINY_RECSEM, pre_processor=pre_processor)
+    seen: list[torch.Tensor] = []
+    training_loss = model.training_loss
+
+    def recording(images: torch.Tensor, with_defect: torch.Tensor) -> dict[str, torch.Tensor]:
+        seen.append(images.detach().clone())
+        return training_loss(images, with_defect)
+
+    model.training_loss = recording
+    engine = Engine(default_root_dir=project, max_steps=2, logger=False, accelerator="cpu", devices=1)
+    engine.fit(model=model, datamodule=datamodule)
+    assert "on_train_batch_start" not in vars(pre_processor)  # its own hook is back for later fits
+    return seen
+
+
+def test_a_users_pre_processing_reaches_training_once(tmp_path: Path) -> None:
+    """anomalib applies the pre-processor to every training batch; RecSem has applied it to the stored images."""
+    root = write_mvtec_dataset(tmp_path / "data", num_train=4, num_test_good=2, num_test_defective=2, size=96)
+    size = TINY_RECSEM["image_size"]
+    transform = v2.Compose([v2.Resize(2 * size, antialias=True), v2.CenterCrop(size)])
+    seen = _fit_recording_training_images(root, tmp_path / "project", PreProcessor(transform=transform))
+    files = torch.stack([torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255)
+                         for path in sorted((root / "dummy" / "train" / "good").glob("*.png"))]).permute(0, 3, 1, 2)
+    once = transform(files)
+    assert seen and all(images.shape[-2:] == once.shape[-2:] for images in seen)
+    for image in torch.cat(seen):  # each training image is one file cropped once, not a crop of a crop
+        assert (once - image).abs().flatten(1).max(dim=1).values.min() < 1e-3
+
+
+def test_pre_processing_that_leaves_the_pixel_range_is_refused(tmp_path: Path) -> None:
+    root = write_mvtec_dataset(tmp_path / "data", num_train=4, num_test_good=2, num_test_defective=2, size=64)
+    normalise = v2.Compose([v2.Resize(TINY_RECSEM["image_size"]), v2.Normalize(mean=[0.485, 0.456, 0.406],
+                                                                                std=[0.229, 0.224, 0.225])])
+    with pytest.raises(ValueError, match=r"(?s)pre-processor.*Normalize.*\[0, 1\]"):
+        _fit_recording_training_images(root, tmp_path / "project", PreProcessor(transform=normalise))
 
 
 def test_onnx_export_writes_its_opset_without_a_conversion_traceback(

@@ -20,11 +20,17 @@ import torch
 from anomalib.data import ImageBatch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
 
 logger = logging.getLogger(__name__)
 
 #: Share of the free accelerator memory the images may take before they stay in host memory.
 DEVICE_MEMORY_SHARE = 0.25
+#: How far outside [0, 1] a pre-processed pixel may lie: a bicubic resize overshoots sharp
+#: edges by about a tenth, a Normalize moves pixels by whole units.
+PIXEL_RANGE_SLACK = 0.25
+#: Transforms that give the same output at every call, so applying them once per run loses nothing.
+DETERMINISTIC_TRANSFORMS = (v2.Resize, v2.CenterCrop, v2.Normalize, v2.ToDtype, v2.Grayscale, v2.ToImage)
 
 
 class DefectEpochs(Dataset):
@@ -79,6 +85,27 @@ class DefectEpochs(Dataset):
         return self.__getitems__([index])
 
 
+def random_transforms(transform: Any) -> list[str]:  # noqa: ANN401
+    """Names of the parts of a torchvision transform that may give another output at each call.
+
+    Args:
+        transform: A transform, a ``Compose`` of transforms, or None.
+
+    Returns:
+        list[str]: Class names of the parts that are not :data:`DETERMINISTIC_TRANSFORMS`.
+    """
+    if transform is None:
+        return []
+    if isinstance(transform, v2.Compose):
+        return [name for part in transform.transforms for name in random_transforms(part)]
+    return [] if isinstance(transform, DETERMINISTIC_TRANSFORMS) else [type(transform).__name__]
+
+
+def _pre_processed_when_read(*args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+    """Stands in for the pre-processor's training-batch hook while the in-memory images train."""
+    del args, kwargs
+
+
 def keep_batch(batch: ImageBatch) -> ImageBatch:
     """Collate function for :class:`DefectEpochs`: its batches are already collated."""
     return batch
@@ -97,7 +124,8 @@ def read_training_images(loader: DataLoader, transform: Any | None) -> torch.Ten
         torch.Tensor: ``(N, C, H, W)`` float16 images on the CPU.
 
     Raises:
-        ValueError: If an image has NaN or infinite pixels; the message names the files.
+        ValueError: If an image has NaN or infinite pixels (the message names the files), or
+            the transform leaves the pixel range ``[0, 1]`` (a ``Normalize``).
     """
     once = DataLoader(
         loader.dataset,
@@ -115,6 +143,15 @@ def read_training_images(loader: DataLoader, transform: Any | None) -> torch.Ten
             bad = (~finite).nonzero().flatten().tolist()
             paths = [str(batch.image_path[i]) for i in bad] if batch.image_path is not None else bad
             msg = f"Training images contain NaN or infinite pixel values: {paths}. Fix or remove these files."
+            raise ValueError(msg)
+        low, high = float(image.min()), float(image.max())
+        if low < -PIXEL_RANGE_SLACK or high > 1 + PIXEL_RANGE_SLACK:
+            msg = (
+                f"Training images must have pixels in [0, 1] after the model's pre-processor, but its transform "
+                f"({transform}) gives values in [{low:.3g}, {high:.3g}]. RecSem draws its synthetic defects in [0, 1] "
+                f"and normalises inside the network (so exported models include it): remove a Normalize from "
+                f"the pre-processor's transform."
+            )
             raise ValueError(msg)
         # float16 halves the memory; the rounding (below 2.5e-4 in [0, 1]) is far under
         # what an image's own noise is.
@@ -148,6 +185,7 @@ class InMemoryTrainingData(pl.Callback):
         self.positive = positive
         self.negative = negative
         self._original: Any = None
+        self._pre_processor: Any = None
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         """Read the training images and install the in-memory loader (fit only)."""
@@ -158,15 +196,20 @@ class InMemoryTrainingData(pl.Callback):
         source = trainer.fit_loop._data_source  # noqa: SLF001
         self._original = source.instance
         loader = source.dataloader()
-        augmentations = getattr(loader.dataset, "augmentations", None)
-        if augmentations is not None:
-            rank_zero_warn(
-                f"RecSem reads the training images once per run and keeps them, so the training set's augmentations "
-                f"({type(augmentations).__name__}) were drawn once: each image keeps the same one for the whole run. "
-                "RecSem's own light augmentation and synthetic defects are drawn afresh at every step.",
-            )
         pre_processor = getattr(pl_module, "pre_processor", None)
-        images = read_training_images(loader, getattr(pre_processor, "transform", None))
+        transform = getattr(pre_processor, "transform", None)
+        drawn_once = random_transforms(getattr(loader.dataset, "augmentations", None)) + random_transforms(transform)
+        if drawn_once:
+            rank_zero_warn(
+                f"RecSem reads the training images once per run and keeps them, pre-processed, so their random "
+                f"transforms ({', '.join(drawn_once)}) were drawn once: each image keeps the same draw for the whole "
+                "run. RecSem's own light augmentation and synthetic defects are drawn afresh at every step.",
+            )
+        images = read_training_images(loader, transform)
+        if transform is not None:
+            # anomalib's pre-processor transforms every training batch; these were transformed when read.
+            pre_processor.on_train_batch_start = _pre_processed_when_read
+            self._pre_processor = pre_processor
         images = images.to(storage_device(images, trainer.strategy.root_device))
         logger.info("Training on %d images kept in %s memory.", len(images), images.device.type)
         source.instance = DataLoader(
@@ -177,7 +220,18 @@ class InMemoryTrainingData(pl.Callback):
         )
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        """Give the fit loop its original data source back, so a later ``fit`` reads it afresh."""
-        if stage == "fit" and self._original is not None:
+        """Give the fit loop its original data source and the pre-processor its training hook back."""
+        if stage == "fit":
+            self._restore(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        """Restore as at teardown, which Lightning skips when a fit fails."""
+        self._restore(trainer)
+
+    def _restore(self, trainer: pl.Trainer) -> None:
+        if self._original is not None:
             trainer.fit_loop._data_source.instance = self._original  # noqa: SLF001
             self._original = None
+        if self._pre_processor is not None:
+            vars(self._pre_processor).pop("on_train_batch_start", None)
+            self._pre_processor = None

@@ -61,9 +61,15 @@ def test_images_come_from_their_device_and_the_defect_flags_from_the_host() -> N
     assert batch.gt_label.tolist() == [False, True, True]
 
 
-@pytest.mark.parametrize("augmentations", [None, v2.RandomHorizontalFlip()])
-def test_the_training_sets_own_augmentations_are_said_to_be_drawn_once(mvtec_root: Path,
-                                                                          augmentations: v2.Transform | None) -> None:
+@pytest.mark.parametrize(("augmentations", "random"), [
+    (None, False),
+    (v2.Resize(32), False),  # what anomalib's datamodule adds from the model's pre-processor
+    (v2.RandomHorizontalFlip(), True),
+    (v2.Compose([v2.RandomHorizontalFlip(), v2.Resize(32)]), True),
+])
+def test_the_training_sets_random_augmentations_are_said_to_be_drawn_once(
+    mvtec_root: Path, augmentations: v2.Transform | None, random: bool,
+) -> None:
     dataset = MVTecADDataset(root=mvtec_root, category="dummy", split="train", augmentations=augmentations)
     loader = DataLoader(dataset, batch_size=4, collate_fn=ImageBatch.collate)
     source = SimpleNamespace(instance=loader, dataloader=lambda: loader)
@@ -73,5 +79,6 @@ def test_the_training_sets_own_augmentations_are_said_to_be_drawn_once(mvtec_roo
         warnings.simplefilter("always")
         InMemoryTrainingData(1, 1).setup(trainer, SimpleNamespace(pre_processor=None), "fit")
     said = [str(warning.message) for warning in caught if "drawn once" in str(warning.message)]
-    assert len(said) == (augmentations is not None)
+    assert len(said) == random
+    assert not random or "RandomHorizontalFlip" in said[0]
     assert len(source.instance.dataset) == 2 * len(dataset)  # the in-memory epoch is installed either way
