@@ -3,7 +3,7 @@
 A checkpoint written with other widths, image size or memory settings would otherwise
 fail with Lightning's page of ``size mismatch for model....`` lines.
 :class:`CheckedCheckpointMixin` puts the check on both ways in: resuming a run
-(``--ckpt_path``) and ``load_from_checkpoint``.
+(``--ckpt_path``) and ``load_from_checkpoint``, each with its ``strict`` setting.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def checkpoint_differences(model_hparams: Mapping[str, Any], checkpoint_hparams:
     ]
 
 
-def _tensor_mismatches(model_state: Mapping[str, torch.Tensor], stored_state: Mapping[str, Any]) -> list[str]:
+def _tensor_mismatches(
+    model_state: Mapping[str, torch.Tensor], stored_state: Mapping[str, Any], strict: bool = True,
+) -> list[str]:
     own = {key: value for key, value in model_state.items() if key.startswith(_NETWORK_PREFIX)}
     stored = {key: value for key, value in stored_state.items() if key.startswith(_NETWORK_PREFIX)}
     problems = [
@@ -75,8 +77,9 @@ def _tensor_mismatches(model_state: Mapping[str, torch.Tensor], stored_state: Ma
         for key, value in own.items()
         if key in stored and hasattr(stored[key], "shape") and tuple(stored[key].shape) != tuple(value.shape)
     ]
-    problems += [f"{key}: missing from the checkpoint" for key in sorted(own.keys() - stored.keys())]
-    problems += [f"{key}: not in the model" for key in sorted(stored.keys() - own.keys())]
+    if strict:
+        problems += [f"{key}: missing from the checkpoint" for key in sorted(own.keys() - stored.keys())]
+        problems += [f"{key}: not in the model" for key in sorted(stored.keys() - own.keys())]
     return problems
 
 
@@ -85,6 +88,7 @@ def check_checkpoint_matches(
     checkpoint: Mapping[str, Any],
     path: str | None = None,
     overrides: Mapping[str, Any] | None = None,
+    strict: bool = True,
 ) -> None:
     """Fail clearly if ``checkpoint``'s network weights do not fit ``model``'s network.
 
@@ -97,6 +101,8 @@ def check_checkpoint_matches(
         path: The checkpoint file, for the message.
         overrides: Constructor arguments given to ``load_from_checkpoint``, which replace the
             stored ones.
+        strict: As for ``load_state_dict``: ``False`` lets tensors be missing on either side
+            (they keep the model's values); shapes must match either way.
 
     Raises:
         CheckpointMismatchError: Naming the checkpoint, the constructor arguments whose
@@ -105,7 +111,7 @@ def check_checkpoint_matches(
     stored_state = checkpoint.get("state_dict")
     if not isinstance(stored_state, Mapping):
         return
-    problems = _tensor_mismatches(model.state_dict(), stored_state)
+    problems = _tensor_mismatches(model.state_dict(), stored_state, strict)
     if not problems:
         return
     where = f"Checkpoint {path}" if path else "The checkpoint"
@@ -134,14 +140,29 @@ class CheckedCheckpointMixin:
     """Lightning module hooks that name the checkpoint file when its network does not fit.
 
     Placed before :class:`~anomalib.models.components.AnomalibModule` in the bases, whose own
-    hooks (component switches and settings, safe unpickling) still run.
+    hooks (component switches and settings, safe unpickling) still run. The check sits in
+    ``load_state_dict``, which both ways in call with the loader's ``strict``.
     """
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Fail clearly, naming the file, when a checkpoint's network does not fit this model."""
-        path = self.trainer.ckpt_path if self._trainer is not None else None
-        check_checkpoint_matches(self, checkpoint, path=path)
+        """Keep the checkpoint's hyper-parameters for the message of the check that follows."""
+        self._loading_hyper_parameters = checkpoint.get("hyper_parameters") or {}
         super().on_load_checkpoint(checkpoint)
+
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False,
+    ) -> Any:  # noqa: ANN401  torch's return type
+        """``torch.nn.Module.load_state_dict``, after checking that the network's tensors fit.
+
+        Raises:
+            CheckpointMismatchError: If they do not, naming the checkpoint file (when resuming)
+                and the arguments that differ.
+        """
+        hyper_parameters = self.__dict__.pop("_loading_hyper_parameters", {})
+        path = self.trainer.ckpt_path if self._trainer is not None else None
+        check_checkpoint_matches(self, {"state_dict": state_dict, "hyper_parameters": hyper_parameters}, path=path,
+                                 strict=strict)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @classmethod
     def load_from_checkpoint(
@@ -176,5 +197,6 @@ class CheckedCheckpointMixin:
             with anomalib_safe_globals(extra=cls.checkpoint_safe_globals()):
                 checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=weights_only)
             model = cls(**{**checkpoint.get("hyper_parameters", {}), **kwargs})
-            check_checkpoint_matches(model, checkpoint, path=str(checkpoint_path), overrides=kwargs)
+            strict = model.strict_loading if strict is None else strict
+            check_checkpoint_matches(model, checkpoint, path=str(checkpoint_path), overrides=kwargs, strict=strict)
             raise

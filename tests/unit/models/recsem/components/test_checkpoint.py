@@ -110,6 +110,17 @@ def test_a_mismatch_is_named_whatever_loader_arguments_are_given(tmp_path: Path)
                                     reconstruction_width=16)
 
 
+def test_strict_false_loads_a_network_with_tensors_missing_but_not_one_of_other_shapes(tmp_path: Path) -> None:
+    path = _saved(RecSem(**TINY_RECSEM, location_embedding=False), tmp_path / "model.ckpt")
+    with pytest.raises(CheckpointMismatchError, match="location_embedding=True.*missing from the checkpoint"):
+        RecSem.load_from_checkpoint(path, location_embedding=True)
+    model = RecSem.load_from_checkpoint(path, location_embedding=True, strict=False)
+    stored = torch.load(path, weights_only=False)["state_dict"]
+    assert torch.equal(model.state_dict()["model.encoder.block1.0.weight"], stored["model.encoder.block1.0.weight"])
+    with pytest.raises(CheckpointMismatchError, match=re.escape("(8, 3, 3, 3) in the checkpoint, (16, 3, 3, 3)")):
+        RecSem.load_from_checkpoint(path, strict=False, reconstruction_width=16)
+
+
 def test_a_restored_pipeline_of_the_users_own_still_pre_processes(tmp_path: Path) -> None:
     # anomalib's load hook puts the stored transform into the freshly built pre-processor.
     pipeline = PreProcessor(transform=Compose([Resize([64, 64], antialias=True)]))
