@@ -533,7 +533,8 @@ def filter_components(mask: Tensor, min_area: int = 0, min_size: int = 0, drop_c
         drop |= ((x1 - x0) <= min_size) & ((y1 - y0) <= min_size)
     if drop_corner:
         drop |= (x0 <= _CORNER_LIMIT) & (y0 <= _CORNER_LIMIT)
-    drop[0] = True  # background
+    # Index 0 is the background, unless no pixel is (then it is the first defect).
+    drop[0] = drop[0] | ~mask.all()
     return ~drop[component]
 
 

@@ -543,6 +543,12 @@ def test_filter_components_drops_small_tiny_and_corner_components() -> None:
     assert torch.equal(filter_components(diagonal, min_area=15), diagonal)
 
 
+def test_filter_components_keeps_a_defect_that_covers_every_pixel() -> None:
+    everywhere = torch.ones(2, 1, 8, 8, dtype=torch.bool)  # no background to label 0
+    assert torch.equal(filter_components(everywhere, min_area=20), everywhere)
+    assert not filter_components(everywhere, min_area=65).any()
+
+
 def test_later_variant_masks_pass_the_filter() -> None:
     min_area, min_size = 40, 8
     transform = SyntheticDefect(
