@@ -66,6 +66,32 @@ def read_image_size(
     return size
 
 
+def check_eight_bit(path: str | Path, what: str = "image") -> None:
+    """Refuse an image with grey levels above 255, which anomalib would read as white.
+
+    anomalib reads images through PIL's conversion to 8-bit RGB, which clips 16-bit grey
+    levels (common from industrial cameras) instead of scaling them. Only the header is read,
+    unless the image is 32-bit integer or float, whose levels may still fit in 8 bits.
+
+    Args:
+        path: A readable image file.
+        what: What the file is, for the message.
+
+    Raises:
+        DataValidationError: Naming the file and how to convert it.
+    """
+    with Image.open(path) as image:
+        mode = image.mode
+        wide = mode.startswith("I;16") or (mode in ("I", "F") and image.getextrema()[1] > 255)  # noqa: PLR2004
+    if wide:
+        msg = (
+            f"Cannot use {what} {path}: it has grey levels above 255 (PIL mode {mode}), and anomalib reads images "
+            f"through PIL's 8-bit RGB conversion, which clips them to white. Convert the images to 8 bits first "
+            f"(16-bit levels divided by 257)."
+        )
+        raise DataValidationError(msg)
+
+
 def _is_path(value: Any) -> bool:  # noqa: ANN401
     return isinstance(value, (str, Path)) and str(value) != ""
 
@@ -103,8 +129,8 @@ def validate_dataset(dataset: Any, subset: str, require_samples: bool = False) -
 
     Raises:
         DataValidationError: If the dataset is empty (when required), an image or mask is
-            unreadable or truncated, or a mask's size differs from its image's. The message
-            names the folder or the files.
+            unreadable or truncated, an image has 16-bit levels, or a mask's size differs
+            from its image's. The message names the folder or the files.
     """
     try:
         samples = dataset.samples
@@ -116,7 +142,7 @@ def validate_dataset(dataset: Any, subset: str, require_samples: bool = False) -
         if require_samples:
             split = "train" if subset == "train" else "test"
             msg = (
-                f"The {subset} set is empty: no images found in {expected_folder(dataset, split)}. "
+                f"The {subset} set is empty: no defect-free images found in {expected_folder(dataset, split)}. "
                 f"RecSem trains on defect-free images; put them there (or point the datamodule's "
                 f"root/category at the right folder)."
             )
@@ -125,6 +151,7 @@ def validate_dataset(dataset: Any, subset: str, require_samples: bool = False) -
     has_masks = "mask_path" in samples.columns
     for row in samples.itertuples(index=False):
         image_size = read_image_size(row.image_path, f"{subset} image")
+        check_eight_bit(row.image_path, f"{subset} image")
         mask_path = getattr(row, "mask_path", None) if has_masks else None
         if not _is_path(mask_path):
             continue
@@ -176,6 +203,7 @@ class DataValidation(pl.Callback):
 __all__ = [
     "DataValidation",
     "DataValidationError",
+    "check_eight_bit",
     "expected_folder",
     "read_image_size",
     "validate_dataset",

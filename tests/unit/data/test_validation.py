@@ -15,6 +15,7 @@ from anomalib_recsem.data.dagm import DAGMDataset
 from anomalib_recsem.data.dagm.generator import write_dagm_dataset
 from anomalib_recsem.data.validation import (
     DataValidationError,
+    check_eight_bit,
     expected_folder,
     read_image_size,
     validate_dataset,
@@ -58,6 +59,20 @@ def test_text_file_and_missing_file_are_named(tmp_path: Path) -> None:
         read_image_size(tmp_path / "gone.png", error_type=KeyError)
 
 
+def test_images_with_grey_levels_above_255_are_refused_before_anomalib_clips_them(tmp_path: Path) -> None:
+    levels = np.random.default_rng(0).integers(0, 65536, (32, 48), dtype=np.uint16)
+    sixteen = tmp_path / "sixteen.png"
+    Image.fromarray(levels).save(sixteen)
+    assert Image.open(sixteen).mode.startswith("I;16")
+    with pytest.raises(DataValidationError, match=re.escape(f"train image {sixteen}") + ".*above 255"):
+        check_eight_bit(sixteen, "train image")
+    wide_but_dark = tmp_path / "dark.tif"
+    Image.fromarray((levels // 257).astype(np.int32)).save(wide_but_dark)  # 32-bit, levels within 8 bits
+    assert Image.open(wide_but_dark).mode == "I"
+    check_eight_bit(wide_but_dark)
+    check_eight_bit(_image(tmp_path / "grey.png", mode="L"))
+
+
 @pytest.fixture
 def mvtec_copy(tmp_path: Path) -> Path:
     return write_mvtec_dataset(tmp_path, num_train=2, num_test_good=1, num_test_defective=2, size=32)
@@ -82,7 +97,7 @@ def test_empty_train_set_names_the_folder_only_when_required(mvtec_copy: Path) -
     dataset = MVTecADDataset(root=mvtec_copy, category="dummy", split="train")
     assert len(dataset) == 0
     validate_dataset(dataset, "val")
-    with pytest.raises(DataValidationError, match=re.escape(f"no images found in {mvtec_copy / 'dummy' / 'train' / 'good'}")):
+    with pytest.raises(DataValidationError, match=re.escape(f"no defect-free images found in {mvtec_copy / 'dummy' / 'train' / 'good'}")):
         validate_dataset(dataset, "train", require_samples=True)
 
 
@@ -102,7 +117,7 @@ def test_dagm_train_set_emptied_by_drop_is_named(tmp_path: Path) -> None:
     write_dagm_dataset(tmp_path, categories=("Class1",), num_train=0, num_train_defective=2, num_test_normal=2,
                        num_test_defective=1, image_size=32)
     dataset = DAGMDataset(root=tmp_path, category="Class1", split="train", train_defects="drop")
-    with pytest.raises(DataValidationError, match=re.escape(f"no images found in {tmp_path / 'Class1' / 'Train'}")):
+    with pytest.raises(DataValidationError, match=re.escape(f"no defect-free images found in {tmp_path / 'Class1' / 'Train'}")):
         validate_dataset(dataset, "train", require_samples=True)
 
 
@@ -116,3 +131,10 @@ def test_stage_data_checks_the_subsets_of_the_stage(mvtec_copy: Path) -> None:
     validate_stage_data(SimpleNamespace(datamodule=None), "test")  # DataLoaders, no datamodule
     with pytest.raises(DataValidationError, match=re.escape(f"Cannot read test image {broken}")):
         validate_stage_data(trainer, "test")
+
+
+def test_a_sixteen_bit_training_image_stops_the_dataset_check(mvtec_copy: Path) -> None:
+    image = mvtec_copy / "dummy" / "train" / "good" / "000.png"
+    Image.fromarray(np.full((32, 32), 40000, dtype=np.uint16)).save(image)
+    with pytest.raises(DataValidationError, match=re.escape(f"train image {image}")):
+        validate_dataset(MVTecADDataset(root=mvtec_copy, category="dummy", split="train"), "train")
