@@ -21,6 +21,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**32:
+        msg = f"must be an integer from 0 to {2**32 - 1} (what NumPy and Lightning seed with), got {value}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="anomalib-recsem", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -33,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--train-images", type=_positive_int, default=80, help="defect-free training images (default: 80)")
     demo.add_argument("--test-images", type=_positive_int, default=16,
                       help="defect-free test images, and as many defective ones (default: 16)")
-    demo.add_argument("--seed", type=int, default=42, help="seed for data and training (default: 42)")
+    demo.add_argument("--seed", type=_seed, default=42, help="seed for data and training (default: 42)")
     demo.add_argument("--quick", action="store_true",
                       help="the tiny preset (configs/recsem_tiny.yaml), to check that everything runs; "
                            "data and --epochs as given")

@@ -10,8 +10,9 @@ from PIL import Image
 
 def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
     """A smooth random texture, (size, size, 3) uint8, similar from image to image."""
-    coarse = rng.normal(0.0, 1.0, (size // 8, size // 8, 3))
-    texture = np.kron(coarse, np.ones((8, 8, 1)))
+    cells = -(-size // 8)
+    coarse = rng.normal(0.0, 1.0, (cells, cells, 3))
+    texture = np.kron(coarse, np.ones((8, 8, 1)))[:size, :size]
     yy, xx = np.mgrid[0:size, 0:size]
     stripes = 0.5 * np.sin(xx / 3.0)[..., None]
     image = 128 + 20 * texture + 30 * stripes + rng.normal(0, 4, (size, size, 3))

@@ -34,6 +34,15 @@ def test_bad_numbers_are_refused(argument: str, tmp_path: Path, capsys: pytest.C
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.parametrize("seed", ["-1", str(2**32)])
+def test_seeds_numpy_cannot_take_are_refused(seed: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--output", str(tmp_path), "--seed", seed])
+    assert exit_info.value.code == 2
+    assert f"argument --seed: must be an integer from 0 to {2**32 - 1}" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
+
+
 @pytest.mark.slow
 def test_quick_demo_writes_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)

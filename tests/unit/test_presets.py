@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import re
+from pathlib import Path
+
 import pytest
 
 from anomalib_recsem import RecSem
@@ -22,3 +26,14 @@ def test_every_preset_builds_and_is_a_fresh_copy(preset: str) -> None:
     RecSem(**config["model"]["init_args"])
     config["model"]["init_args"]["image_size"] = -1
     assert preset_config(preset)["model"]["init_args"]["image_size"] > 0
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_a_missing_category_folder_is_named_instead_of_downloading_mvtec_ad(preset: str, tmp_path: Path) -> None:
+    data = preset_config(preset)["data"]
+    module, name = data["class_path"].rsplit(".", 1)
+    datamodule = getattr(importlib.import_module(module), name)(
+        **{**data["init_args"], "root": tmp_path, "category": "magnetic_tile"},
+    )
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "magnetic_tile"))):
+        datamodule.prepare_data()
