@@ -234,6 +234,22 @@ def test_onnx_export_writes_its_opset_without_a_conversion_traceback(
     assert not [record for record in caplog.records if record.exc_info or "convert" in record.getMessage()]
 
 
+def test_validate_then_fit_then_export_without_a_pre_processor(mvtec_root: Path, tmp_path: Path) -> None:
+    """Validation states left by ``Engine.validate`` (inference mode) take a fit's updates; with nothing
+    to resize its input, the exported graph is fixed at the network's size."""
+    datamodule = MVTecAD(root=mvtec_root, category="dummy", **TINY_BATCHES, num_workers=0)
+    model = RecSem(**TINY_RECSEM, pre_processor=False)
+    engine = Engine(default_root_dir=tmp_path, max_epochs=1, logger=False, accelerator="cpu", devices=1)
+    engine.validate(model=model, datamodule=datamodule)
+    engine.fit(model=model, datamodule=datamodule)
+    exported = engine.export(model=model, export_type=ExportType.ONNX, export_root=tmp_path)
+    session = onnxruntime.InferenceSession(exported, providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1:] == [3, *model.model.image_size]
+    pixels = np.random.default_rng(0).random((1, 3, *model.model.image_size), dtype=np.float32)
+    score = session.run(["pred_score"], {session.get_inputs()[0].name: pixels})[0]
+    assert np.isfinite(score).all()
+
+
 @pytest.mark.parametrize("export_type", [ExportType.TORCH, ExportType.ONNX, ExportType.OPENVINO])
 @pytest.mark.parametrize("at_model_size", [True, False], ids=["model-size", "shrunk"])
 def test_export_and_inference_match_engine_predict(

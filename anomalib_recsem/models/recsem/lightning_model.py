@@ -38,7 +38,7 @@ from .components.checkpoint import CheckedCheckpointMixin
 from .components.export import SafeExportMixin
 from .components.health import ReconstructionError, ReconstructionSpread, ResidualAUROC
 from .components.random_streams import RandomStreams
-from .components.resize import AntialiasedPreProcessor
+from .components.resize import AntialiasedPreProcessor, check_pre_processed_size
 from .components.training_data import InMemoryTrainingData
 from .loss import RecSemLoss
 from .torch_model import RecSemModel, check_image_size
@@ -176,6 +176,7 @@ class RecSem(CheckedCheckpointMixin, SafeExportMixin, AnomalibModule):
         compile = check_flag("compile", compile)  # noqa: A001
         if pre_processor is True:
             pre_processor = AntialiasedPreProcessor(size)
+        check_pre_processed_size(pre_processor, size)
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,

@@ -185,10 +185,10 @@ class RecSemModel(nn.Module):
             msg = f"score_kernel_size must be a positive odd integer, got {score_kernel_size!r}."
             raise ValueError(msg)
         score_top_k = check_integer("score_top_k", score_top_k, minimum=1)
-        in_channels, reconstruction_width, discriminator_width = (
-            check_integer(name, value, minimum=1) for name, value in (
-                ("in_channels", in_channels), ("reconstruction_width", reconstruction_width),
-                ("discriminator_width", discriminator_width)))
+        in_channels = check_integer("in_channels", in_channels, minimum=1)
+        # The decoder halves 8 x reconstruction_width channels four times.
+        reconstruction_width = check_integer("reconstruction_width", reconstruction_width, minimum=2)
+        discriminator_width = check_integer("discriminator_width", discriminator_width, minimum=1)
         location_embedding, memory_skip, normalize_query, detach_reconstruction = (
             check_flag(name, value) for name, value in (
                 ("location_embedding", location_embedding), ("memory_skip", memory_skip),

@@ -125,6 +125,24 @@ def require_trained(model: Any, export_type: str) -> None:  # noqa: ANN401
     raise UntrainedModelError(msg)
 
 
+def unresized_input_size(model: Any) -> tuple[int, int] | None:  # noqa: ANN401
+    """The input size an exported graph must fix because nothing in it resizes, else None.
+
+    anomalib exports with a dynamic height and width; without a pre-processor's resize the
+    network then has to accept every size, and RecSem's takes multiples of 32 only.
+
+    Args:
+        model: The RecSem module.
+
+    Returns:
+        tuple[int, int] | None: The network's ``image_size`` when the model has no
+        pre-processing transform.
+    """
+    if getattr(model.pre_processor, "transform", None) is None:
+        return tuple(model.model.image_size)
+    return None
+
+
 class SafeExportMixin:
     """anomalib's ``to_torch``, ``to_onnx`` and ``to_openvino``, refused for an untrained model and written atomically.
 
@@ -142,6 +160,7 @@ class SafeExportMixin:
                 input_size: tuple[int, int] | None = None, **kwargs: Any) -> Path:  # noqa: ANN401
         """anomalib's ``to_onnx``, checked and written atomically; opset :data:`ONNX_OPSET` unless given."""
         require_trained(self, "onnx")
+        input_size = input_size or unresized_input_size(self)
         # anomalib asks for opset 14, but torch's exporter builds 18 and cannot convert this
         # graph down: it keeps 18 and logs a traceback that reads like a failed export.
         kwargs.setdefault("opset_version", ONNX_OPSET)
@@ -153,6 +172,7 @@ class SafeExportMixin:
                     input_size: tuple[int, int] | None = None, **kwargs: Any) -> Path:  # noqa: ANN401
         """anomalib's ``to_openvino`` (compression, ``ov_kwargs``, ... passed on), checked and written atomically."""
         require_trained(self, "openvino")
+        input_size = input_size or unresized_input_size(self)
         export = super().to_openvino  # type: ignore[misc]
         return atomic_export(export_root, ExportType.OPENVINO,
                              lambda root: export(root, model_file_name, input_size, **kwargs))

@@ -39,8 +39,10 @@ class ReconstructionError(Metric):
         """
         normal = labels == 0
         difference = (images[normal] - reconstructions[normal]).double()
-        self.squared_error += difference.square().sum()
-        self.count += difference.numel()
+        # Out of place: after Engine.validate (inference mode) the states are inference tensors,
+        # which a later fit's validation may not update in place.
+        self.squared_error = self.squared_error + difference.square().sum()
+        self.count = self.count + difference.numel()
 
     def compute(self) -> torch.Tensor:
         """Mean squared error (NaN without normal images)."""
@@ -66,7 +68,7 @@ class ReconstructionSpread(Metric):
         self.input_square_sum = self.input_square_sum + images.square().sum(0)
         self.output_sum = self.output_sum + reconstructions.sum(0)
         self.output_square_sum = self.output_square_sum + reconstructions.square().sum(0)
-        self.count += images.shape[0]
+        self.count = self.count + images.shape[0]
 
     def compute(self) -> torch.Tensor:
         """Mean per-pixel standard deviation of the reconstructions over that of the inputs."""
@@ -99,7 +101,7 @@ class ResidualAUROC(Metric):
         index = (residual * (self.bins - 1)).round().long().flatten()
         target = masks.reshape(residual.shape).flatten().long().clamp(0, 1)
         counts = torch.bincount(target * self.bins + index, minlength=2 * self.bins).view(2, self.bins)
-        self.counts += counts.to(self.counts)
+        self.counts = self.counts + counts.to(self.counts)
 
     def compute(self) -> torch.Tensor:
         """The AUROC (NaN without pixels of both classes)."""

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 from anomalib.pre_processing import PreProcessor
-from torchvision.transforms.v2 import Resize
+from torchvision.transforms.v2 import CenterCrop, Compose, Resize
 
 
 def antialias_weights(in_size: int, out_size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -64,6 +64,46 @@ def resize_antialiased(images: torch.Tensor, size: Sequence[int]) -> torch.Tenso
     rows = antialias_weights(height, int(size[0]), images.dtype, images.device)
     columns = antialias_weights(width, int(size[1]), images.dtype, images.device)
     return rows @ images @ columns.transpose(0, 1)
+
+
+def output_size(transform: object) -> tuple[int, int] | None:
+    """The ``(height, width)`` a transform always gives, when its last resize or crop fixes both sides.
+
+    Args:
+        transform: A torchvision transform, a ``Compose`` of them, or None.
+
+    Returns:
+        tuple[int, int] | None: The size, or None when it depends on the input.
+    """
+    if isinstance(transform, Compose):
+        sizes = [output_size(part) for part in transform.transforms if isinstance(part, (Resize, CenterCrop, Compose))]
+        return sizes[-1] if sizes else None
+    size = getattr(transform, "size", None) if isinstance(transform, (Resize, CenterCrop)) else None
+    if not isinstance(size, Sequence) or len(size) not in (1, 2):
+        return None  # an int Resize keeps the aspect ratio
+    if isinstance(transform, Resize) and len(size) == 1:
+        return None
+    return (int(size[0]), int(size[-1]))
+
+
+def check_pre_processed_size(pre_processor: object, image_size: tuple[int, int]) -> None:
+    """Refuse a pre-processor that resizes to another size than the network is built for.
+
+    Args:
+        pre_processor: The model's pre-processor (or a bool, which is not checked).
+        image_size: The network's ``(height, width)``.
+
+    Raises:
+        ValueError: Naming both sizes.
+    """
+    size = output_size(getattr(pre_processor, "transform", None))
+    if size is not None and size != tuple(image_size):
+        msg = (
+            f"The pre-processor makes images of {size[0]}x{size[1]} px, but the network is built for image_size "
+            f"{image_size[0]}x{image_size[1]} (its memory scales and score window follow image_size): pass "
+            f"image_size={list(size)}, or a pre-processor for {list(image_size)}."
+        )
+        raise ValueError(msg)
 
 
 class AntialiasedPreProcessor(PreProcessor):

@@ -13,7 +13,9 @@ import pytest
 import torch
 from anomalib.data import ImageBatch
 from anomalib.metrics import AUPRO
+from anomalib.pre_processing import PreProcessor
 from lightning.pytorch.callbacks import EMAWeightAveraging
+from torchvision.transforms import v2
 from torchvision.transforms.v2 import Normalize, Resize
 
 from anomalib_recsem import RecSem
@@ -92,7 +94,7 @@ def test_evaluator_has_aupro_for_test_and_validation() -> None:
         ("max_epochs", 0, "integer >= 1"),
         ("memory_scales", (1.5,), "integer >= 1"),
         ("memory_scales", 4, "sequence of integers"),
-        ("reconstruction_width", 0, "integer >= 1"),
+        ("reconstruction_width", 1, "integer >= 2"),
         ("discriminator_width", "x", "integer >= 1"),
         ("num_prototypes", 1, "integer >= 2"),
         ("score_kernel_size", 4, "positive odd integer"),
@@ -112,6 +114,14 @@ def test_bad_arguments_name_themselves_and_the_accepted_values(argument: str, va
     with pytest.raises(ValueError, match=argument) as error:
         RecSem(**{**TINY, argument: value})
     assert accepted in str(error.value)
+
+
+def test_a_pre_processor_for_another_size_than_the_network_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"makes images of 128x128 px.*image_size 64x64.*image_size=\[128, 128\]"):
+        RecSem(**{**TINY, "image_size": 64}, pre_processor=RecSem.configure_pre_processor(image_size=128))
+    crop = PreProcessor(transform=v2.Compose([v2.Resize(96), v2.CenterCrop(64)]))
+    assert RecSem(**{**TINY, "image_size": 64}, pre_processor=crop).pre_processor is crop
+    RecSem(**{**TINY, "image_size": 64}, pre_processor=PreProcessor(transform=v2.Resize(64)))  # keeps the aspect ratio
 
 
 def test_both_ratios_zero() -> None:

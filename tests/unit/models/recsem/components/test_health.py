@@ -39,3 +39,18 @@ def test_residual_auroc_ranks_the_defect() -> None:
     bad.update(images, removed, ~masks)
     assert good.compute().item() == pytest.approx(1.0)
     assert bad.compute().item() == pytest.approx(0.0)
+
+
+def test_metrics_reset_in_inference_mode_update_afterwards() -> None:
+    """``Engine.validate`` runs in inference mode; a later fit validates under ``no_grad``."""
+    images, masks = torch.rand(2, 3, 8, 8), torch.zeros(2, 8, 8)
+    masks[0, :2] = 1
+    metrics = [ReconstructionError(), ReconstructionSpread(), ResidualAUROC()]
+    with torch.inference_mode():
+        for metric in metrics:
+            metric.reset()
+    with torch.no_grad():
+        metrics[0].update(images, images.flip(0), torch.tensor([0, 1]))
+        metrics[1].update(images, images.flip(0))
+        metrics[2].update(images, images.flip(0), masks)
+    assert all(torch.isfinite(metric.compute()) for metric in metrics)
