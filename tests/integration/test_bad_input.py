@@ -131,7 +131,7 @@ def test_empty_train_folder_is_named(damaged_root: Path, tmp_path: Path) -> None
     train_dir = damaged_root / "dummy" / "train" / "good"
     for image in train_dir.iterdir():
         image.unlink()
-    with pytest.raises(DataValidationError, match=re.escape(f"no images found in {train_dir}")):
+    with pytest.raises(DataValidationError, match=re.escape(f"no defect-free images found in {train_dir}")):
         _fit(_datamodule(damaged_root), tmp_path)
     assert not list((tmp_path / "results").rglob("*.ckpt"))
 
