@@ -74,6 +74,9 @@ RECSEM_VARIANTS: dict[str, dict[str, Any]] = {
     # the default recipe with the segmentation loss kept out of the reconstruction network (the
     # authors' setting for cable, screw and transistor): a reconstruction trained only to reconstruct
     "recsem_detached": {"anomaly_source": "photos", "detach_reconstruction": True},
+    # the default recipe with the paper figure's discriminator: one encoder applied to each image,
+    # the two images' features fused at every scale
+    "recsem_fusion": {"anomaly_source": "photos", "discriminator": "fusion"},
 }
 #: Variants that train with an extra Lightning callback; points score what validation would see.
 CALLBACK_VARIANTS: dict[str, Callable[[], Callback]] = {
